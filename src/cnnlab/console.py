@@ -1,0 +1,110 @@
+"""Training progress on the terminal: a live bar on a TTY, plain lines in CI or a log file.
+
+This is the one library module that writes to the terminal. The CLI passes it to the trainer as a
+callback, and so does ``Sequential.fit(verbose=1)``; everything else reports through callbacks.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def _format_epoch_line(logs: dict, epochs: int) -> str:
+    """One line per epoch, Keras-like: ``epoch 3/10  loss 0.412  acc 0.853  val_loss ...  4.1s``."""
+    parts = [f"epoch {logs['epoch']}/{epochs}"]
+    for key, label in (("train_loss", "loss"), ("train_acc", "acc"),
+                       ("val_loss", "val_loss"), ("val_acc", "val_acc")):
+        value = logs.get(key)
+        if value is not None and value == value:  # skip None and NaN (no validation set)
+            parts.append(f"{label} {value:.4f}")
+    if logs.get("lr") is not None:
+        parts.append(f"lr {logs['lr']:.2e}")
+    if logs.get("seconds") is not None:
+        parts.append(f"{logs['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+class Progress:
+    """Trainer callback showing batches, running loss and accuracy, and a line per epoch.
+
+    Args:
+        epochs: total epochs, for the "epoch 3/10" label.
+        stream: where to write (stderr by default, so stdout stays clean for results).
+        bar: force the live bar on or off; by default on when ``stream`` is a terminal.
+        quiet: write nothing at all.
+    """
+
+    def __init__(self, epochs: int, stream: TextIO | None = None, bar: bool | None = None,
+                 quiet: bool = False):
+        self.epochs = epochs
+        self.stream = stream or sys.stderr
+        self.bar = self.stream.isatty() if bar is None else bar
+        self.quiet = quiet
+        self._tqdm = None
+        self._last_plain = 0.0
+
+    def _write(self, line: str) -> None:
+        if self._tqdm is not None:
+            self._tqdm.write(line, file=self.stream)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def on_train_begin(self, trainer, logs=None) -> None:
+        pass
+
+    def on_epoch_begin(self, trainer, logs=None) -> None:
+        if self.quiet or not self.bar:
+            self._last_plain = time.monotonic()
+            return
+        from tqdm import tqdm
+
+        epoch = (logs or {}).get("epoch", getattr(trainer, "epoch", 0) + 1)
+        self._tqdm = tqdm(total=len(trainer.train_batches), desc=f"epoch {epoch}/{self.epochs}",
+                          unit="batch", file=self.stream, leave=False, dynamic_ncols=True)
+
+    def on_batch_end(self, trainer, logs=None) -> None:
+        if self.quiet or not logs:
+            return
+        if self._tqdm is not None:
+            self._tqdm.update(logs.get("batch", self._tqdm.n + 1) - self._tqdm.n)
+            self._tqdm.set_postfix(loss=f"{logs['loss']:.4f}", acc=f"{logs['accuracy']:.4f}",
+                                   refresh=False)
+        elif time.monotonic() - self._last_plain > 30:  # plain mode: a heartbeat every 30 s
+            self._last_plain = time.monotonic()
+            self._write(f"  batch {logs['batch']}/{logs['num_batches']}  "
+                        f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}")
+
+    def on_epoch_end(self, trainer, logs=None) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+        if not self.quiet and logs:
+            self._write(_format_epoch_line(logs, self.epochs))
+
+    def on_train_end(self, trainer, logs=None) -> None:
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+
+
+def download_bar(label: str, quiet: bool = False, stream: TextIO | None = None):
+    """An ``on_progress(done_bytes, total_bytes)`` callback drawing a download bar."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    state: dict = {}
+
+    def on_progress(done: int, total: int) -> None:
+        bar = state.get("bar")
+        if bar is None:
+            bar = state["bar"] = tqdm(total=total or None, desc=label, unit="B", unit_scale=True,
+                                      file=stream or sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if total and done >= total:
+            bar.close()
+
+    return on_progress
