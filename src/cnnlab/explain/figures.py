@@ -1,0 +1,138 @@
+"""Shared figure helpers: Agg-backed Figures, one house style, grids, atomic PNG writing.
+
+Everything here uses matplotlib's object API (``matplotlib.figure.Figure``), never pyplot, so
+no global figure state leaks and nothing opens a window; a notebook shows a returned Figure
+inline by evaluating it.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 120  # pixels per inch of every saved PNG
+
+# One look for every picture: readable sizes at 120 dpi, light grid, no top/right spines.
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "figure.titlesize": 12,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": False,
+    "grid.alpha": 0.3,
+    "image.interpolation": "nearest",  # a 7x7 map must look like 49 pixels, not a blur
+}
+
+RED = "#c62828"    # wrong prediction
+GREEN = "#2e7d32"  # right prediction
+
+
+@contextmanager
+def house_style():
+    """Apply the house rcParams while artists are created (restored afterwards)."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(width_in: float, height_in: float) -> Figure:
+    """A Figure with an Agg canvas attached, sized in inches at the house dpi."""
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig: Figure) -> bytes:
+    """The Figure rendered as PNG bytes (for embedding in report.html)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="white")
+    return buf.getvalue()
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
+    """Write the Figure as a PNG atomically (temp file in the same folder, then os.replace).
+
+    Args:
+        fig: the Figure to write.
+        path: destination file; its parent folders are created.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = figure_png(fig)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def grid_shape(n: int, max_cols: int = 8) -> tuple[int, int]:
+    """Rows and columns for n tiles: close to square, at most max_cols wide."""
+    cols = max(1, min(max_cols, math.ceil(math.sqrt(n))))
+    return math.ceil(n / cols), cols
+
+
+def tile_axes(fig: Figure, n: int, max_cols: int = 8):
+    """n image axes in a grid (spare cells hidden), ticks off; returns the n axes in order."""
+    rows, cols = grid_shape(n, max_cols)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return list(axes[:n])
+
+
+def to_display(image, mean=None, std=None) -> np.ndarray:
+    """An image as float (H, W) or (H, W, 3) in [0, 1] for imshow.
+
+    Accepts uint8 (C, H, W) / (H, W) tensors or arrays (divided by 255), or float ones already in
+    [0, 1]; with mean and std, a float image is taken as normalised and mapped back first.
+    """
+    x = torch.as_tensor(np.asarray(image)) if not torch.is_tensor(image) else image
+    x = x.detach().cpu()
+    if x.dtype == torch.uint8:
+        x = x.float() / 255.0
+    else:
+        x = x.float()
+        if mean is not None and std is not None:
+            c = x.shape[0] if x.dim() == 3 else 1
+            m = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)[:c]
+            s = torch.as_tensor(std, dtype=torch.float32).reshape(-1)[:c]
+            x = x * s.view(-1, 1, 1) + m.view(-1, 1, 1) if x.dim() == 3 else x * s + m
+    if x.dim() == 3:
+        x = x[0] if x.shape[0] == 1 else x.permute(1, 2, 0)  # (C, H, W) -> (H, W[, C])
+    return x.clamp(0, 1).numpy()
+
+
+def show_image(ax, image, mean=None, std=None):
+    """imshow an image (grey for one channel), returning the AxesImage."""
+    arr = to_display(image, mean, std)
+    cmap = "gray" if arr.ndim == 2 else None
+    return ax.imshow(arr, cmap=cmap, vmin=0.0, vmax=1.0)
