@@ -1,0 +1,140 @@
+"""Max, average and min pooling (TensorFlow 'same' semantics) and global pooling."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import ConfigError
+from cnnlab.layers.base import Layer, register
+from cnnlab.layers.shapes import check_windows, pair, same_pads, windows
+
+
+class _Pool2D(Layer):
+    """Shared shape logic of the windowed poolings; subclasses define `_pool(x, pads)`."""
+
+    def __init__(self, pool_size=2, strides=None, padding: str = "valid"):
+        super().__init__()
+        name = type(self).__name__
+        self.pool_size = pair(pool_size, f"{name} pool_size")
+        self.strides = self.pool_size if strides is None else pair(strides, f"{name} strides")
+        self.strides_given = strides is not None
+        if min(*self.pool_size, *self.strides) < 1:
+            raise ConfigError(f"{name} pool_size and strides must be at least 1.")
+        if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
+            raise ConfigError(f"{name} padding must be 'valid' or 'same', got {padding!r}.")
+        self.padding = padding.lower()
+
+    def _windows(self, hw):
+        return windows(hw, self.pool_size, self.strides, (1, 1), self.padding)
+
+    def _build(self, input_shape):
+        self.need_rank(input_shape, 3, "pool images before Flatten().")
+        wins = self._windows(input_shape[1:])
+        check_windows(self.label, input_shape, wins, "use padding='same' or remove one pooling layer.",
+                      self.padding)
+        return (input_shape[0], wins[0].out, wins[1].out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, C, OH, OW)."""
+        if self.padding == "same":
+            (t, b), (l, r) = (same_pads(n, k, s) for n, k, s in zip(x.shape[-2:], self.pool_size, self.strides))
+        else:
+            t = b = l = r = 0
+        return self._pool(x, (l, r, t, b))
+
+    def _pool(self, x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def arithmetic(self) -> list[str]:
+        return [w.formula() for w in self._windows(self.input_shape[1:])] if self.built else []
+
+    def receptive_field(self):
+        return self.pool_size, self.strides
+
+    def get_config(self) -> dict:
+        size = self.pool_size[0] if self.pool_size[0] == self.pool_size[1] else list(self.pool_size)
+        strides = None
+        if self.strides_given:
+            strides = self.strides[0] if self.strides[0] == self.strides[1] else list(self.strides)
+        return {"pool_size": size, "strides": strides, "padding": self.padding}
+
+
+@register("MaxPooling2D")
+class MaxPool2D(_Pool2D):
+    """Largest value in each window; padded positions are -inf so they never win.
+
+    Args:
+        pool_size: int or (h, w) window.
+        strides: int or (sh, sw); None means pool_size (non-overlapping windows).
+        padding: 'valid' (drop what does not fit) or 'same' (out = ceil(H/S), as in TensorFlow).
+    """
+
+    def _pool(self, x, pads):
+        if any(pads):
+            x = F.pad(x, pads, value=float("-inf"))
+        return F.max_pool2d(x, self.pool_size, self.strides)
+
+
+@register("MinPooling2D")
+class MinPool2D(_Pool2D):
+    """Smallest value in each window (the lectures' min pooling); padded positions never win.
+
+    Args:
+        pool_size: int or (h, w) window.
+        strides: int or (sh, sw); None means pool_size.
+        padding: 'valid' or 'same'.
+    """
+
+    def _pool(self, x, pads):
+        x = -x  # min(x) = -max(-x); padding -x with -inf is padding x with +inf
+        if any(pads):
+            x = F.pad(x, pads, value=float("-inf"))
+        return -F.max_pool2d(x, self.pool_size, self.strides)
+
+
+@register("AveragePooling2D", "AvgPooling2D")
+class AvgPool2D(_Pool2D):
+    """Mean of each window; with 'same', padded positions are left out of the mean (as in TF).
+
+    Args:
+        pool_size: int or (h, w) window.
+        strides: int or (sh, sw); None means pool_size.
+        padding: 'valid' or 'same'.
+    """
+
+    def _pool(self, x, pads):
+        if not any(pads):
+            return F.avg_pool2d(x, self.pool_size, self.strides)
+        # sum over the window / number of real pixels in it: avg(pad(x)) / avg(pad(ones)),
+        # correct for asymmetric pads where torch's count_include_pad=False cannot be used.
+        ones = torch.ones((1, 1, *x.shape[-2:]), dtype=x.dtype, device=x.device)
+        total = F.avg_pool2d(F.pad(x, pads), self.pool_size, self.strides)
+        count = F.avg_pool2d(F.pad(ones, pads), self.pool_size, self.strides)
+        return total / count
+
+
+class _GlobalPool2D(Layer):
+    """(C, H, W) -> (C,): one number per channel; the receptive field becomes the whole input."""
+
+    collapses_space = True
+
+    def _build(self, input_shape):
+        self.need_rank(input_shape, 3, "use global pooling on images, before Flatten().")
+        return (input_shape[0],)
+
+
+@register("GlobalMaxPooling2D")
+class GlobalMaxPool2D(_GlobalPool2D):
+    """Largest value of each channel: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3))
+
+
+@register("GlobalAveragePooling2D", "GlobalAvgPooling2D")
+class GlobalAvgPool2D(_GlobalPool2D):
+    """Mean of each channel: (N, C, H, W) -> (N, C)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))

@@ -1,0 +1,234 @@
+"""Sequential: a list of cnnlab layers whose every shape is known as soon as the input shape is."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.layers import Input, Layer, layer_from_config, layer_to_config, register
+from cnnlab.layers.base import split_spec
+from cnnlab.layers.shapes import shape_str
+
+
+def _check_shape(shape, where: str) -> tuple[int, ...]:
+    if not isinstance(shape, (list, tuple)) or len(shape) not in (1, 3) or any(
+        isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape
+    ):
+        raise ConfigError(f"{where} must be (C, H, W) like (1, 28, 28) or (F,), got {shape!r}.")
+    return tuple(shape)
+
+
+class Sequential(Layer):
+    """Layers applied one after another; builds (infers every shape) once the input shape is known.
+
+    An ordinary nn.Module: children are named "0", "1", ... like nn.Sequential, so state_dict keys,
+    torch.compile, ONNX export and hooks work as usual. Build errors name the layer by that number.
+
+    Args:
+        layers: Layers in order; an Input(shape) first gives the input shape (and is not kept).
+        input_shape: (C, H, W) channels first, or (F,); no batch dimension.
+        name: a name for summaries and run directories.
+    """
+
+    def __init__(self, layers=None, input_shape=None, name: str | None = None):
+        super().__init__()
+        self.name = name
+        self._path = ""  # "3.block" when nested in a Residual, for error labels
+        self._declared_shape = None if input_shape is None else _check_shape(input_shape, "input_shape")
+        for layer in layers or []:
+            self.add(layer)
+        if self._declared_shape is not None and not self.built:
+            self.build(self._declared_shape)
+
+    # -- the list --------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, index: int) -> Layer:
+        return list(self._modules.values())[index]
+
+    @property
+    def layers(self) -> list[Layer]:
+        """The layers in order (Input markers are not kept)."""
+        return list(self._modules.values())
+
+    def add(self, layer: Layer) -> None:
+        """Append a layer and, when the input shape is known, build it at once (Keras' model.add).
+
+        Args:
+            layer: a cnnlab Layer; Input(shape) is accepted only before any other layer.
+        """
+        if isinstance(layer, Input):
+            if len(self):
+                raise ConfigError(f"Input{list(layer.shape)} must come first, not after layer {len(self) - 1}; "
+                                  "move it to the start of the list.")
+            if self._declared_shape is not None and self._declared_shape != layer.shape:
+                raise ConfigError(f"Input{list(layer.shape)} disagrees with input_shape="
+                                  f"{list(self._declared_shape)}; give the input shape once.")
+            self._declared_shape = layer.shape
+            return
+        if not isinstance(layer, Layer):
+            raise ConfigError(f"Sequential takes cnnlab layers (Conv2D, Dense, ...), got "
+                              f"{type(layer).__name__} at position {len(self)}; wrap torch modules in a Layer.")
+        index = len(self)
+        self.add_module(str(index), layer)
+        layer.set_label(f"{self._path}.{index}" if self._path else str(index))
+        if self.built:
+            self.output_shape = layer.build(self.output_shape)
+        elif self._declared_shape is not None and index == 0:
+            self.build(self._declared_shape)
+
+    def set_label(self, path: str) -> None:
+        super().set_label(path)
+        self._path = path
+        for index, layer in enumerate(self):
+            layer.set_label(f"{path}.{index}")
+
+    # -- shapes ----------------------------------------------------------------------------------
+
+    def build(self, input_shape) -> tuple[int, ...]:
+        """Infer every layer's shape and create its weights; ShapeError names the first layer that cannot fit.
+
+        Args:
+            input_shape: (C, H, W) or (F,), without the batch dimension.
+        """
+        shape = _check_shape(tuple(input_shape), "input_shape")
+        self.input_shape = shape
+        out = shape
+        try:
+            for layer in self:
+                out = layer.build(out)
+        except ShapeError as err:
+            hint = _channels_last_hint(shape)
+            if hint and not self._path:
+                raise ShapeError(f"{str(err).rstrip('.')}; {hint}") from None
+            raise
+        self.output_shape, self.built = out, True
+        if not self._path:
+            self._declared_shape = shape
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, *input_shape) -> (N, *output_shape)."""
+        self.ensure_built(x)
+        for layer in self:
+            x = layer(x)
+        return x
+
+    def summary(self, input_shape=None):
+        """The summary table (print it, or .to_dict() for JSON); see cnnlab.summary.summarize."""
+        from cnnlab.summary import summarize
+
+        shape = input_shape or self.input_shape
+        if shape is None:
+            raise ShapeError("the model has no input shape yet; pass input_shape=(C, H, W) to Sequential or summary().")
+        return summarize(self, tuple(shape))
+
+    # -- configs ---------------------------------------------------------------------------------
+
+    def get_config(self) -> dict:
+        return self.to_config()
+
+    def extra_repr(self) -> str:
+        shape = self.input_shape or self._declared_shape
+        return f"input_shape={shape_str(shape)}" if shape else ""
+
+    def to_config(self, compact: bool = True) -> dict:
+        """{'name', 'input_shape', 'layers': [{'Conv2D': {...}}, ...]}, JSON/YAML-able.
+
+        Args:
+            compact: leave out arguments that equal their defaults.
+        """
+        config = {}
+        if self.name:
+            config["name"] = self.name
+        shape = self.input_shape or self._declared_shape
+        if shape is not None:
+            config["input_shape"] = list(shape)
+        config["layers"] = [layer_to_config(layer, compact) for layer in self]
+        return config
+
+    @classmethod
+    def from_config(cls, config) -> Sequential:
+        """Rebuild a model from to_config()'s dict (or a bare list of layer configs).
+
+        Args:
+            config: {'input_shape': [...], 'layers': [...], 'name': ...}; each layer as
+                {'Conv2D': {...}}, {'type': 'Conv2D', ...} or a bare name like 'Flatten'.
+        """
+        if isinstance(config, list):
+            config = {"layers": config}
+        if not isinstance(config, dict) or "layers" not in config:
+            raise ConfigError("a model config needs a 'layers' list (and usually 'input_shape').")
+        unknown = set(config) - {"name", "input_shape", "layers"}
+        if unknown:
+            raise ConfigError(f"a model config has no key {sorted(unknown)[0]!r}; use name, input_shape and layers.")
+        layers = []
+        for index, spec in enumerate(config["layers"]):
+            try:
+                layers.append(layer_from_config(spec))
+            except ConfigError as err:
+                raise ConfigError(f"layer {index} ({split_spec(spec)[0] if _named(spec) else '?'}): {err}") from None
+        return cls(layers, input_shape=config.get("input_shape"), name=config.get("name"))
+
+
+def _named(spec) -> bool:
+    try:
+        split_spec(spec)
+    except ConfigError:
+        return False
+    return True
+
+
+def _channels_last_hint(shape) -> str:
+    """Catch Keras' (H, W, C) order: (28, 28, 1) is probably meant as (1, 28, 28)."""
+    if len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] > 4:
+        return f"input shapes are channels first (C, H, W): did you mean {(shape[2], shape[0], shape[1])}?"
+    return ""
+
+
+def check_num_classes(model: nn.Module, num_classes: int) -> None:
+    """ShapeError unless the model ends in a vector of `num_classes` scores (checked before training).
+
+    Args:
+        model: a built Sequential, or any module with `.output_shape` or `.input_shape`.
+        num_classes: the dataset's number of classes.
+    """
+    out = getattr(model, "output_shape", None)
+    if out is None and getattr(model, "input_shape", None) is not None:
+        with torch.no_grad():
+            param = next(model.parameters(), None)
+            device = param.device if param is not None else "cpu"
+            was_training = model.training
+            model.eval()
+            out = tuple(model(torch.zeros((1, *model.input_shape), device=device)).shape[1:])
+            model.train(was_training)
+    if out is None:
+        raise ShapeError("the model has no input shape yet; build it with input_shape=(C, H, W) before training.")
+    last = _last_layer_label(model)
+    if len(out) != 1:
+        raise ShapeError(
+            f"{last} gives {shape_str(out)}, not one score per class; end the model with Flatten() and "
+            f"Dense({num_classes})."
+        )
+    if out[0] != num_classes:
+        raise ShapeError(
+            f"{last} gives {out[0]} outputs but the dataset has {num_classes} classes; "
+            f"make the last layer Dense({num_classes}) (or pick the dataset with {out[0]} classes)."
+        )
+
+
+def _last_layer_label(model: nn.Module) -> str:
+    if isinstance(model, Sequential) and len(model):
+        return model[-1].label
+    return f"the model's last layer ({type(model).__name__})"
+
+
+register("Model")(Sequential)  # nested models in configs: {Sequential: {layers: [...]}}
