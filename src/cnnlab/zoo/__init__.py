@@ -1,0 +1,9 @@
+"""The model zoo: the lectures' architectures by name (`create("resnet18")`, `list_models()`).
+
+Importing a family module registers its models; add a new family's import here.
+"""
+
+from cnnlab.zoo.registry import ModelInfo, count_parameters, create, create_from_spec, list_models, register
+from cnnlab.zoo import seed, lenet, alexnet, vgg, resnet  # noqa: F401, I001  (registers, in history order)
+
+__all__ = ["ModelInfo", "count_parameters", "create", "create_from_spec", "list_models", "register"]
