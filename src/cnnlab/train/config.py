@@ -1,0 +1,199 @@
+"""TrainConfig: every setting of a training run, with the lecture's defaults; the CLI derives from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+INITS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field whose help text the CLI shows (kept in the field's metadata)."""
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def closest(name: str, choices: typing.Iterable[str]) -> str | None:
+    """The valid choice nearest to a misspelt name, or None when nothing is close."""
+    hits = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)
+    return hits[0] if hits else None
+
+
+def check_choice(what: str, value: str, choices: typing.Sequence[str]) -> None:
+    """Raise ConfigError naming the closest valid choice when value is not one of choices."""
+    if value in choices:
+        return
+    near = closest(value, choices)
+    hint = f"did you mean '{near}'? " if near else ""
+    raise ConfigError(f"unknown {what} '{value}': {hint}choose one of {', '.join(choices)}")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the defaults are the lecture's recipe."""
+
+    # what to train on what
+    model: str = _f("seed-cnn", "model: a zoo name (cnnlab zoo) or a model YAML/JSON file")
+    data: str = _f("fashion-mnist-mini", "dataset: fashion-mnist, fashion-mnist-mini, mnist, cifar10, folder:PATH")
+    data_dir: str | None = _f(None, "folder holding the dataset files (else the usual places)")
+    # the loop
+    epochs: int = _f(10, "passes over the training set")
+    batch_size: int = _f(128, "images per optimizer step")
+    optimizer: str = _f("adam", "optimizer: sgd, adam, adamw, rmsprop, adagrad")
+    lr: float = _f(1e-3, "learning rate (the peak for onecycle)")
+    momentum: float = _f(0.9, "momentum for sgd")
+    nesterov: bool = _f(False, "Nesterov momentum (sgd only)")
+    weight_decay: float = _f(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw); not on BN or bias")
+    # learning-rate schedule, stepped every batch
+    schedule: str = _f("constant", "lr schedule: constant, step, exponential, cosine, onecycle")
+    warmup_epochs: float = _f(0.0, "linear warm-up from ~0 to lr over this many epochs (fractions allowed)")
+    step_size: int = _f(10, "step schedule: multiply lr by gamma every step_size epochs")
+    gamma: float | None = _f(None, "lr factor per step (step: default 0.1) or per epoch (exponential: default 0.95)")
+    min_lr: float = _f(0.0, "cosine schedule: the lr reached at the end")
+    reduce_on_plateau: bool = _f(False, "multiply lr by plateau_factor when val_loss stops improving")
+    plateau_patience: int = _f(3, "epochs without val_loss improvement before reducing lr")
+    plateau_factor: float = _f(0.1, "lr factor applied on a plateau")
+    # regularisation
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy (0 = off, 0.1 typical)")
+    grad_clip: float | None = _f(None, "clip the global gradient norm to this value (None = off)")
+    init: str | None = _f(None, "weight init of Conv/Dense: he_normal, he_uniform, glorot_normal, "
+                                "glorot_uniform, lecun_normal, lecun_uniform (None = the layers' own)")
+    ema: float | None = _f(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999)")
+    augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, crop: 4} (None = off)")
+    # stopping
+    early_stopping_patience: int | None = _f(None, "stop after this many epochs without val_loss improvement")
+    min_delta: float = _f(0.0, "smallest val_loss decrease that counts as an improvement")
+    restore_best: bool = _f(True, "with early stopping, end with the weights of the best epoch")
+    val_split: float = _f(0.1, "fraction of the training set held out for validation")
+    # reproducibility and hardware
+    seed: int = _f(0, "seed for torch, numpy, python and the data order")
+    deterministic: bool = _f(False, "use torch's deterministic algorithms (slower on GPU)")
+    device: str = _f("auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, mps")
+    precision: str = _f("fp32", "fp32 or bf16 (autocast)")
+    channels_last: bool = _f(False, "NHWC memory layout (faster convolutions on recent GPUs)")
+    compile: bool = _f(False, "torch.compile the model")
+    # the run
+    recipe: str | None = _f(None, "a named recipe of tuned settings for the dataset (flags override it)")
+    ensemble: int = _f(1, "train this many members with seeds seed, seed+1, ... into one run")
+    out: str = _f("runs", "folder the run directories go in")
+    tensorboard: bool = _f(False, "also write TensorBoard logs (pip install cnnlab[tensorboard])")
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("device", self.device, DEVICES)
+        if self.init is not None:
+            check_choice("weight init", self.init, INITS)
+        for name in ("epochs", "batch_size", "ensemble", "step_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}: set a positive value")
+        if not 0.0 <= self.val_split < 1.0:
+            raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}: e.g. 0.1 holds out 10%")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}: try 1e-3 for adam or 0.01 for sgd")
+        if self.ema is not None and not 0.0 < self.ema < 1.0:
+            raise ConfigError(f"ema is a decay in (0, 1), got {self.ema}: try 0.999")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> "TrainConfig":
+        """Build from a plain dict; unknown keys raise ConfigError naming the closest field.
+
+        Args:
+            values: field name -> value (dashes in names are accepted as underscores).
+            source: where the values came from, for the error message (e.g. the YAML path).
+        """
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source} must be a mapping of setting: value, got {type(values).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        types = {name: _type_name(hint) for name, hint in typing.get_type_hints(cls).items()}
+        clean = {}
+        for key, value in values.items():
+            name = str(key).replace("-", "_")
+            if name not in names:
+                near = closest(name, names)
+                hint = f" (did you mean '{near}'?)" if near else ""
+                raise ConfigError(f"unknown setting '{key}' in {source}{hint}: see `cnnlab train --help`")
+            clean[name] = _coerce(name, value, types[name], source)
+        return cls(**clean)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "TrainConfig":
+        """Read a YAML (or JSON) file of settings.
+
+        Args:
+            path: the file; its keys are TrainConfig field names.
+        """
+        import yaml
+
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist: check the path") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML ({e.__class__.__name__}): fix its syntax") from None
+        return cls.from_dict(values or {}, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as a JSON-able dict (what config.json stores)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def replace(self, **overrides: Any) -> "TrainConfig":
+        """A copy with some fields changed (CLI flags over file values); None values are ignored."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return TrainConfig.from_dict({**self.to_dict(), **given}, source="the overrides")
+
+    @classmethod
+    def fields_for_cli(cls) -> list[tuple[str, str, Any, str]]:
+        """(name, type, default, help) per field, in order; type is 'int', 'float', 'bool', 'str' or 'dict'.
+
+        Optional fields report their inner type (`float | None` -> 'float'); the default may be None.
+        """
+        hints = typing.get_type_hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+            rows.append((f.name, _type_name(hints[f.name]), default, f.metadata["help"]))
+        return rows
+
+
+def _type_name(hint: Any) -> str:
+    """'int' | 'float' | 'bool' | 'str' | 'dict' for a field annotation, Optional unwrapped."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint
+    base = typing.get_origin(base) or base
+    return base.__name__
+
+
+def _coerce(name: str, value: Any, type_name: str, source: str) -> Any:
+    """Convert a value to the field's type; YAML reads 1e-3 as a string, so floats accept strings."""
+    if value is None:
+        return None
+    try:
+        if type_name == "float" and not isinstance(value, bool):
+            return float(value)
+        if type_name == "int" and not isinstance(value, bool) and float(value) == int(float(value)):
+            return int(float(value))
+        if type_name == "bool" and isinstance(value, bool):
+            return value
+        if type_name == "bool" and str(value).lower() in ("true", "false", "yes", "no", "1", "0"):
+            return str(value).lower() in ("true", "yes", "1")
+        if type_name in ("str", "dict") and isinstance(value, (str, dict)):
+            return value
+    except (TypeError, ValueError):
+        pass
+    raise ConfigError(f"setting '{name}' in {source} must be a {type_name}, got {value!r}: fix its value")

@@ -1,0 +1,74 @@
+"""Optimizers by name (torch's own, configured the lecture's way), with weight decay kept off BN and biases."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+from torch import nn
+
+from cnnlab.train.config import OPTIMIZERS, check_choice
+
+# Which torch optimizers accept fused=True (one kernel for all parameters). RMSprop has none.
+_FUSED = {"sgd", "adam", "adamw", "adagrad"}
+
+
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two parameter groups: weights of Conv/Dense with decay, and 1-D tensors (BN scale/shift, biases) without.
+
+    Decaying BN's gamma/beta or a bias only shrinks them towards 0 without any regularising effect
+    (see "Bag of Tricks for Image Classification", He et al. 2019, section 3.1, "no bias decay").
+    """
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [g for g in ({"params": decay, "weight_decay": weight_decay},
+                        {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+
+
+def make_optimizer(name: str, params: Iterable | nn.Module, lr: float, momentum: float = 0.9,
+                   nesterov: bool = False, weight_decay: float = 0.0, *, decay_filter: bool = True,
+                   fused: bool | None = None) -> torch.optim.Optimizer:
+    """Build torch's optimizer for a lecture name.
+
+    Args:
+        name: sgd | adam | adamw | rmsprop | adagrad (ConfigError names the closest otherwise).
+        params: the model (nn.Module) or an iterable of parameters / parameter groups.
+        lr: learning rate.
+        momentum: for sgd only; the others keep torch's defaults (adam betas (0.9, 0.999),
+            rmsprop alpha 0.99 and no momentum).
+        nesterov: Nesterov momentum, sgd only (needs momentum > 0).
+        weight_decay: L2 penalty (sgd, adam, rmsprop, adagrad) or decoupled decay (adamw).
+        decay_filter: when params is a model, keep weight decay off 1-D tensors (BN, biases).
+        fused: True for the single-kernel implementation, False for foreach, None: fused on CUDA
+            where torch has one, else torch's default.
+    """
+    check_choice("optimizer", name, OPTIMIZERS)
+    if isinstance(params, nn.Module):
+        params = (decay_groups(params, weight_decay) if decay_filter and weight_decay
+                  else [p for p in params.parameters() if p.requires_grad])
+    params = list(params)
+    kw: dict = {"lr": lr, "weight_decay": weight_decay}
+    if fused is None:
+        fused = True if name in _FUSED and _all_on_cuda(params) else None
+    if fused and name in _FUSED:
+        kw["fused"] = True
+    elif fused is False:
+        kw["foreach"] = True
+    if name == "sgd":
+        return torch.optim.SGD(params, momentum=momentum, nesterov=nesterov and momentum > 0, **kw)
+    if name == "adam":
+        return torch.optim.Adam(params, **kw)
+    if name == "adamw":
+        return torch.optim.AdamW(params, **kw)
+    if name == "rmsprop":
+        kw.pop("fused", None)
+        return torch.optim.RMSprop(params, **kw)
+    return torch.optim.Adagrad(params, **kw)
+
+
+def _all_on_cuda(params: list) -> bool:
+    """True when every tensor (in plain lists or parameter groups) lives on a CUDA device."""
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    return bool(tensors) and all(t.is_cuda for t in tensors)
