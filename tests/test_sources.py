@@ -138,7 +138,7 @@ def test_connection_dropped_mid_body_leaves_nothing(tmp_path):
     with serve(tmp_path / "srv", drop_mid_body=True) as url, \
             pytest.raises(DatasetNotFound) as info:
         load_dataset("mnist", mirror=url, checksums=sha256s(served), timeout=10)
-    assert "closed after" in str(info.value) or "mid-transfer" in str(info.value)
+    assert "closed after" in str(info.value) or "failed midway" in str(info.value)
     assert _leftovers(tmp_path / "xdg" / "cnnlab" / "mnist") == []
 
 
@@ -185,3 +185,13 @@ def test_full_fashion_mnist_from_debian(tmp_path):
     for spec in SOURCES["fashion-mnist"].files:  # the pinned content hashes hold for Debian's
         content = gzip.decompress((DEBIAN / spec.name).read_bytes())
         assert hashlib.sha256(content).hexdigest() == spec.raw_sha256
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    served = tmp_path / "srv" / "mnist"
+    write_idx_set(served)
+    with serve(tmp_path / "srv") as url, pytest.raises(DatasetNotFound, match="cannot write to"):
+        load_dataset("mnist", mirror=url, checksums=sha256s(served))

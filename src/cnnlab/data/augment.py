@@ -79,7 +79,8 @@ class Augment:
                               f"translate={translate}, cutout={cutout}")
         if padding not in ("zeros", "reflect"):
             raise ConfigError(f"augment padding must be 'zeros' or 'reflect', not {padding!r}")
-        self.flip, self.translate, self.cutout, self.padding = bool(flip), translate, cutout, padding
+        self.flip, self.translate, self.cutout = bool(flip), translate, cutout
+        self.padding = padding
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.flip:

@@ -124,7 +124,8 @@ def _read_batches(folder: Path) -> dict[str, tuple[bytes, str]]:
     return found
 
 
-def read_cifar10(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def read_cifar10(folder: str | os.PathLike
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Read CIFAR-10 from a folder with the archive or its batches.
 
     Returns:

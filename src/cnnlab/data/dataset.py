@@ -16,7 +16,8 @@ _CHUNK = 4096  # images per step when computing statistics or converting, to bou
 _LUMA = (0.299, 0.587, 0.114)
 
 
-def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stratified_split(y: torch.Tensor, fraction: float, seed: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Split indices so each class gives round(fraction * its count) to the held-out part.
 
     Returns:
@@ -48,7 +49,8 @@ def convert_images(x: torch.Tensor, channels: int, size: int | tuple[int, int]) 
     """
     height, width = (size, size) if isinstance(size, int) else tuple(size)
     if channels not in (1, 3):
-        raise ConfigError(f"images can be converted to 1 (grey) or 3 (RGB) channels, not {channels}")
+        raise ConfigError(f"images can be converted to 1 (grey) or 3 (RGB) channels, not "
+                          f"{channels}")
     if x.shape[1] not in (1, 3):
         raise ConfigError(f"images with {x.shape[1]} channels cannot be converted; use 1 or 3")
     out = torch.empty((len(x), channels, height, width), dtype=torch.uint8)

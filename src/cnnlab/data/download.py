@@ -76,7 +76,8 @@ def _transfer(url: str, out, timeout: float, on_progress: ProgressFn | None) -> 
     except (TimeoutError, socket.timeout):
         raise DownloadError(f"no answer within {timeout:g} s") from None
     except (http.client.HTTPException, ConnectionError, OSError) as exc:
-        raise DownloadError(f"the connection failed mid-transfer ({exc.__class__.__name__})") from None
+        reason = f"{exc.__class__.__name__}: {exc}"
+        raise DownloadError(f"the transfer failed midway ({reason})") from None
     # http.client returns b"" rather than raising when a server closes early, so count bytes
     if total and done != total:
         raise DownloadError(f"the connection closed after {done:,} of {total:,} bytes")
@@ -114,8 +115,11 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str,
         DataFormatError: the bytes arrived but their checksum is wrong.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    except OSError as exc:
+        raise DownloadError(f"cannot write to {dest.parent}: {exc.strerror}") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -77,7 +77,8 @@ def _convert(image: Image.Image, path: Path, channels: int, size: tuple[int, int
 
 def _check_channels(channels: int | None) -> None:
     if channels not in (None, 1, 3):
-        raise ConfigError(f"images can be converted to 1 (grey) or 3 (RGB) channels, not {channels}")
+        raise ConfigError(f"images can be converted to 1 (grey) or 3 (RGB) channels, not "
+                          f"{channels}")
 
 
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:

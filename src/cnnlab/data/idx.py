@@ -147,7 +147,7 @@ def encode_idx(array: np.ndarray) -> bytes:
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> None:
-    """Write a uint8 array as an IDX file; gzip (mtime 0, so reproducible) when the name ends .gz."""
+    """Write a uint8 array as an IDX file, gzip-compressed (reproducibly) when the name ends .gz."""
     path = Path(path)
     data = encode_idx(array)
     if compress if compress is not None else path.suffix == ".gz":

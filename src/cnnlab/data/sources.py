@@ -78,7 +78,7 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
         (4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")),
         "https://ossci-datasets.s3.amazonaws.com/mnist/"),
     # TensorFlow Datasets, url_checksums/kmnist.txt. Class names: the romanised kana of
-    # kmnist_classmap.csv (お き す つ な は ま や れ を), kept ASCII so every plot font has them.
+    # kmnist_classmap.csv (お き す つ な は ま や れ を), ASCII so every plot font has them.
     Source("kmnist", ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), _idx_files(
         (18165135, "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4"),
         (29497, "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17"),
