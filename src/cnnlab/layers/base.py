@@ -44,8 +44,11 @@ def layer_class(name: str) -> type[Layer]:
         return LAYERS[name]
     if name in ALIASES:
         return LAYERS[ALIASES[name]]
+    hint = closest(name, [*LAYERS, *ALIASES])
+    for alias, real in ALIASES.items():
+        hint = hint.replace(f"mean {alias}?", f"mean {real}?")  # suggest our name, not Keras' alias
     raise ConfigError(
-        f"unknown layer {name!r}{closest(name, [*LAYERS, *ALIASES])}; "
+        f"unknown layer {name!r}{hint}; "
         f"the layers are {', '.join(sorted(LAYERS))}."
     )
 
