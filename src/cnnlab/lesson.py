@@ -107,7 +107,7 @@ def explain_conv(input=None, kernel=None, stride=1, padding=0) -> str:
         for j in range(y.shape[1]):
             window = xp[i * sh: i * sh + kh, j * sw: j * sw + kw]
             terms = " + ".join(f"{_num(a)}*{_num(b)}" for a, b in zip(window.ravel(), k.ravel()))
-            lines.append(f"out[{i}][{j}]: rows {i * sh}-{i * sh + kh - 1}, columns {j * sw}-{j * sw + kw - 1}{where} "
+            lines.append(f"out[{i}][{j}]: rows {i * sh}-{i * sh + kh - 1}, columns {j * sw}-{j * sw + kw - 1}{where}"
                          f": {terms} = {_num(y[i, j])}")
     lines += ["", f"feature map {y.shape[0]}x{y.shape[1]}:", *_grid(y)]
     return "\n".join(lines)

@@ -200,8 +200,9 @@ def summarize(model: nn.Module, input_shape, name: str | None = None) -> Summary
         path = owner[id(module)]
         pending[path] = pending.get(path, 0) + _mult_adds(module, inp[0], out)
 
-    hooks = [m.register_forward_hook(on_row) for m in rows_by_path.values()]
-    hooks += [m.register_forward_hook(on_compute) for m in model.modules() if id(m) in owner]
+    # compute hooks first: a torch leaf row (nn.Linear) must add its multiply-adds before on_row reads them
+    hooks = [m.register_forward_hook(on_compute) for m in model.modules() if id(m) in owner]
+    hooks += [m.register_forward_hook(on_row) for m in rows_by_path.values()]
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
