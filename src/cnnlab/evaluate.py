@@ -176,17 +176,27 @@ def top_losses(probs, y, k: int = 16):
     return idx, values
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes via a temp file in the same folder, fsync and os.replace (never a half file)."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically (see write_bytes_atomic)."""
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None = None,
@@ -242,8 +252,8 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
         except json.JSONDecodeError:
             merged = {}  # an unreadable old file is replaced, not trusted
     merged.update(metrics)
-    _atomic_write_text(path, json.dumps(merged, indent=2) + "\n")
-    _atomic_write_text(run_dir / "confusion.csv", confusion_csv(cm, classes))
+    write_text_atomic(path, json.dumps(merged, indent=2) + "\n")
+    write_text_atomic(run_dir / "confusion.csv", confusion_csv(cm, classes))
     return merged
 
 

@@ -97,15 +97,17 @@ def top_losses_figure(images, y_true, y_pred, p_pred, classes: Sequence[str], *,
     n = len(images)
     if n == 0:
         raise DataFormatError("top_losses_figure got no images; pass at least one example.")
-    rows = -(-n // min(n, max_cols))
+    cols = min(n, max_cols)
+    rows = -(-n // cols)
     with house_style():
-        fig = new_figure(1.45 * min(n, max_cols), 1.75 * rows)
-        for i, ax in enumerate(tile_axes(fig, n, max_cols)):
+        fig = new_figure(max(5.0, 1.5 * cols), 1.95 * rows + 0.4)
+        for i, ax in enumerate(tile_axes(fig, n, cols)):
             show_image(ax, images[i], mean, std)
             t, p = int(y_true[i]), int(y_pred[i])
-            text = f"{classes[t]} / {classes[p]} ({float(p_pred[i]):.2f})"
+            sep = " /\n" if len(str(classes[t])) + len(str(classes[p])) > 14 else " / "
+            text = f"{classes[t]}{sep}{classes[p]} ({float(p_pred[i]):.2f})"
             if losses is not None:
                 text += f"\nloss {float(losses[i]):.2f}"
-            ax.set_title(text, fontsize=7.5, color=RED if t != p else GREEN)
+            ax.set_title(text, fontsize=8, color=RED if t != p else GREEN)
         fig.suptitle("Highest-loss test images: true / predicted (probability)")
     return fig

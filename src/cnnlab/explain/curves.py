@@ -95,8 +95,10 @@ def _mark_best(ax, rows: Sequence[dict]) -> None:
     i = max(range(len(ys)), key=ys.__getitem__)  # first epoch reaching the best value
     ax.plot([xs[i]], [ys[i]], marker="o", markersize=11, markerfacecolor="none",
             markeredgecolor=VAL_COLOR, markeredgewidth=1.6, linestyle="none", label="_best")
-    ax.annotate(f"best {ys[i]:.2%} (epoch {xs[i]})", (xs[i], ys[i]), xytext=(0, -18),
-                textcoords="offset points", ha="center", va="top", color=VAL_COLOR, fontsize=9)
+    late = len(xs) > 1 and i >= len(xs) / 2  # keep the label inside the axes
+    ax.annotate(f"best {ys[i]:.2%} (epoch {xs[i]})", (xs[i], ys[i]), xytext=(0, -16),
+                textcoords="offset points", ha="right" if late else "left", va="top",
+                color=VAL_COLOR, fontsize=9)
 
 
 def save_curves(history_csv: str | os.PathLike, out_png: str | os.PathLike,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from cnnlab.evaluate import write_bytes_atomic
 
 DPI = 120  # pixels per inch of every saved PNG
 
@@ -75,29 +76,14 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = figure_png(fig)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, figure_png(fig))
     return path
 
 
-def grid_shape(n: int, max_cols: int = 8) -> tuple[int, int]:
-    """Rows and columns for n tiles: close to square, at most max_cols wide."""
-    cols = max(1, min(max_cols, math.ceil(math.sqrt(n))))
-    return math.ceil(n / cols), cols
-
-
-def tile_axes(fig: Figure, n: int, max_cols: int = 8):
-    """n image axes in a grid (spare cells hidden), ticks off; returns the n axes in order."""
-    rows, cols = grid_shape(n, max_cols)
+def tile_axes(fig: Figure, n: int, cols: int = 8):
+    """n image axes in a grid `cols` wide (spare cells hidden), ticks off; returns the n axes."""
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax in axes:
         ax.set_xticks([])
