@@ -145,6 +145,7 @@ def test_same_output_is_ceil_of_input_over_stride():
         for s in range(1, 5):
             for k in range(1, 6):
                 for cls in (lambda: Conv2D(1, k, strides=s, padding="same"),
+                            lambda: Conv2D(1, k, strides=s, padding="same", dilation_rate=2),
                             lambda: MaxPool2D(k, strides=s, padding="same")):
                     assert cls().build((1, h, h + 1))[1:] == (math.ceil(h / s), math.ceil((h + 1) / s))
 

@@ -64,9 +64,13 @@ def test_conv_backward_matches_finite_differences(stride, pad, dilation):
     x, w, b = rng.standard_normal((2, 2, 5, 6)), rng.standard_normal((3, 2, 2, 3)), rng.standard_normal(3)
     dy = rng.standard_normal(ref.conv2d_forward(x, w, b, stride, pad, dilation).shape)
     dx, dw, db = ref.conv2d_backward(dy, x, w, stride, pad, dilation)
-    np.testing.assert_allclose(dx, numeric_grad(lambda v: (ref.conv2d_forward(v, w, b, stride, pad, dilation) * dy).sum(), x), atol=1e-6)
-    np.testing.assert_allclose(dw, numeric_grad(lambda v: (ref.conv2d_forward(x, v, b, stride, pad, dilation) * dy).sum(), w), atol=1e-6)
-    np.testing.assert_allclose(db, numeric_grad(lambda v: (ref.conv2d_forward(x, w, v, stride, pad, dilation) * dy).sum(), b), atol=1e-6)
+
+    def loss(xv, wv, bv):
+        return (ref.conv2d_forward(xv, wv, bv, stride, pad, dilation) * dy).sum()
+
+    np.testing.assert_allclose(dx, numeric_grad(lambda v: loss(v, w, b), x), atol=1e-6)
+    np.testing.assert_allclose(dw, numeric_grad(lambda v: loss(x, v, b), w), atol=1e-6)
+    np.testing.assert_allclose(db, numeric_grad(lambda v: loss(x, w, v), b), atol=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["max", "avg", "min"])
@@ -76,7 +80,8 @@ def test_pool_backward_matches_finite_differences(mode):
     pad = (0, 1, 0, 1)  # TF 'same' for 5 with window 2 stride 2: one row below, one column right
     dy = rng.standard_normal(ref.pool2d_forward(x, (2, 2), (2, 2), pad, mode).shape)
     dx = ref.pool2d_backward(dy, x, (2, 2), (2, 2), pad, mode)
-    np.testing.assert_allclose(dx, numeric_grad(lambda v: (ref.pool2d_forward(v, (2, 2), (2, 2), pad, mode) * dy).sum(), x), atol=1e-6)
+    expected = numeric_grad(lambda v: (ref.pool2d_forward(v, (2, 2), (2, 2), pad, mode) * dy).sum(), x)
+    np.testing.assert_allclose(dx, expected, atol=1e-6)
 
 
 def test_same_pooling_averages_only_real_pixels():

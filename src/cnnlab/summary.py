@@ -122,13 +122,7 @@ def _row_modules(model: nn.Module) -> dict[str, nn.Module]:
                 visit(child, path, inside_layer)
 
     visit(model, "", False)
-    # a cnnlab layer's own torch parts (Conv2D.conv) are not rows; only Layers nested in a Layer are
-    return {p: m for p, m in rows.items() if isinstance(m, Layer) or not _under_layer(p, rows)}
-
-
-def _under_layer(path: str, rows: dict) -> bool:
-    parts = path.split(".")
-    return any(isinstance(rows.get(".".join(parts[:i])), Layer) for i in range(1, len(parts)))
+    return rows
 
 
 def _window(module: nn.Module):
