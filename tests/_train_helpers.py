@@ -1,6 +1,6 @@
 """Tiny models and data for the training-engine tests; also a script a test can run and kill.
 
-    python tests/_train_helpers.py RUN_DIR EPOCHS [--resume] [--lr LR] [--hidden N]
+    python tests/_train_helpers.py [--fork-server] RUN_DIR EPOCHS [--resume] [--lr LR] [--hidden N] [--n N]
 
 trains TinyCNN on synthetic data with a CheckpointCallback in RUN_DIR, printing one line per
 epoch; exits 130 with the resume message on Ctrl-C and 3 on a TrainingError.
@@ -101,8 +101,11 @@ def make_trainer(*, seed: int = 0, lr: float = 0.01, optimizer: str = "adam", sc
 class _Announce(Callback):
     """Prints progress lines the controlling test waits for."""
 
+    started = False
+
     def on_batch_end(self, trainer, logs):
-        if trainer.global_step == 1:
+        if not self.started:  # the first step of this process, fresh or resumed
+            self.started = True
             print("STARTED", flush=True)
 
     def on_epoch_end(self, trainer, logs):
@@ -136,5 +139,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def fork_server(argv: list[str]) -> int:
+    """Fork a training child per stdin line, print its pid, then "EXIT <status>" when it ends.
+
+    torch is imported and warmed up once here, so each child starts training in milliseconds and a
+    test can kill many real training processes with SIGKILL within seconds.
+    """
+    import os
+
+    # warm up single-threaded (no OpenMP pool exists, so forking stays safe): lazy imports and
+    # first-call setup happen here once instead of in every child
+    torch.set_num_threads(1)
+    make_trainer(n=64, hidden=8).fit(1)
+    for _ in sys.stdin:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = main(argv)
+            finally:
+                sys.stdout.flush()
+                os._exit(code)
+        print(pid, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(f"EXIT {os.waitstatus_to_exitcode(status)}", flush=True)
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--fork-server"]:
+        sys.exit(fork_server(sys.argv[2:]))
     sys.exit(main())
