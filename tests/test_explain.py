@@ -213,7 +213,7 @@ def test_inspect_image_writes_every_picture_and_the_top_k(tmp_path):
         probs = torch.softmax(model(normalise(x[0], (0.5,), (0.25,))), 1)[0]
     top = probs.topk(2)
     assert [t["index"] for t in out["topk"]] == top.indices.tolist()
-    assert out["topk"][0]["prob"] == pytest.approx(top.values[0].item(), rel=1e-5)
+    assert out["topk"][0]["probability"] == pytest.approx(top.values[0].item(), rel=1e-5)
     assert out["target_layer"] == "3" and out["class_index"] == top.indices[0].item()
 
 

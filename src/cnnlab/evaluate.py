@@ -239,7 +239,7 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
         "most_confused": most_confused(cm, classes, top=5),
         "top_losses": [
             {"index": int(i), "true": int(y[i]), "pred": int(pred[i]),
-             "prob": float(probs[i, pred[i]]), "loss": float(v)}
+             "probability": float(probs[i, pred[i]]), "loss": float(v)}
             for i, v in zip(idx.tolist(), losses.tolist())
         ],
     }

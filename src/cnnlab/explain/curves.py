@@ -19,11 +19,14 @@ VAL_COLOR = "#d62728"
 
 
 def read_history(path: str | os.PathLike) -> list[dict]:
-    """Rows of history.csv as dicts of floats (empty cells become None)."""
+    """Rows of history.csv as dicts of floats, epoch as int (empty cells become None)."""
     rows = []
     with open(path, newline="", encoding="utf-8") as f:
         for raw in csv.DictReader(f):
-            rows.append({k: _num(v) for k, v in raw.items()})
+            row = {k: _num(v) for k, v in raw.items()}
+            if isinstance(row.get("epoch"), float) and row["epoch"].is_integer():
+                row["epoch"] = int(row["epoch"])
+            rows.append(row)
     return rows
 
 

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from cnnlab.errors import DataFormatError
 from cnnlab.explain.figures import save_figure
 from cnnlab.explain.gradcam import grad_cam, gradcam_figure
 from cnnlab.explain.maps import (conv_layers, conv_weight, feature_maps, filters_figure,
                                  maps_figure, resolve_conv)
-
-
-def load_image(path: str | os.PathLike, input_shape: Sequence[int]) -> torch.Tensor:
-    """An image file as uint8 (C, H, W) matching input_shape (grey or RGB, resized bilinearly)."""
-    from PIL import Image, UnidentifiedImageError
-
-    c, h, w = input_shape
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError) as e:
-        raise DataFormatError(f"Cannot read image {str(path)!r} ({e}); pass a PNG or JPEG "
-                              "file.") from e
-    t = torch.from_numpy(arr.copy())
-    return t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
 
 
 def normalise(image: torch.Tensor, mean, std) -> torch.Tensor:
@@ -42,9 +23,9 @@ def normalise(image: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def topk(probs: torch.Tensor, classes: Sequence[str], k: int = 3) -> list[dict]:
-    """The k most probable classes: [{"index", "class", "prob"}], highest first."""
+    """The k most probable classes: [{"index", "class", "probability"}], highest first."""
     p, i = torch.as_tensor(probs).float().topk(min(k, len(classes)))
-    return [{"index": int(j), "class": str(classes[j]), "prob": float(q)}
+    return [{"index": int(j), "class": str(classes[j]), "probability": float(q)}
             for q, j in zip(p.tolist(), i.tolist())]
 
 
@@ -69,7 +50,7 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
 
     Args:
         model: the trained classifier (eval mode is used; its mode is restored).
-        image_tensor: uint8 (C, H, W) image at the model's input size (see load_image).
+        image_tensor: uint8 (C, H, W) image at the model's input size (cnnlab.data.load_image reads a file).
         classes: class names.
         mean, std: the run's per-channel normalisation.
         out_dir: folder for the PNGs (created).
@@ -80,7 +61,7 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
 
     Returns:
         {"paths": {"features": [...], "activations": [...], "filters": [...],
-        "gradcam": path}, "topk": [{"index", "class", "prob"}], "class_index": int,
+        "gradcam": path}, "topk": [{"index", "class", "probability"}], "class_index": int,
         "target_layer": str, "layers": [names]}.
     """
     out_dir = Path(out_dir)

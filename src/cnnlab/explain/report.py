@@ -184,7 +184,7 @@ def _losses_body(metrics, classes, test_data, mean, std) -> str:
     x_test = test_data[0]
     idx = torch.tensor([t["index"] for t in tops])
     fig = top_losses_figure(x_test[idx], [t["true"] for t in tops], [t["pred"] for t in tops],
-                            [t["prob"] for t in tops], classes,
+                            [t["probability"] for t in tops], classes,
                             losses=[t["loss"] for t in tops], mean=mean, std=std)
     return figure(fig, "highest-loss test images",
                   "The test images the model got most wrong (red) or least sure about.")
@@ -230,7 +230,7 @@ def _model_sections(run, examples, maps_layers) -> str:
         fig = gradcam_figure(img, gc.cam, f"true {classes[int(label)]}, predicted "
                              f"{classes[pred]} ({p:.2f})")
         rows = [[t["class"], Markup(f'<span class="{ok if t["index"] == pred else ""}">'
-                                    f'{t["prob"]:.2%}</span>')] for t in topk(gc.probs, classes)]
+                                    f'{t["probability"]:.2%}</span>')] for t in topk(gc.probs, classes)]
         cards += (f'<div class="example">{figure(fig, "Grad-CAM overlay")}'
                   + table(["top-3 prediction", "probability"], rows, numeric=[False, True])
                   + "</div>")
