@@ -1,0 +1,241 @@
+"""The run directory: create it, write its JSON and weights atomically, and load a finished run back.
+
+    runs/<YYYYmmdd-HHMMSS>-<model>-<data>/
+      run.incomplete     present from the start until the run finished (metrics.json written)
+      config.json  model.json  model.safetensors  checkpoint.pt  history.csv  metrics.json  ...
+
+A run is complete when metrics.json exists and run.incomplete does not: a crash, Ctrl-C or NaN
+leaves the marker (and the checkpoint to resume from), so a half-written run never looks finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.train.checkpoint import atomic_write
+
+INCOMPLETE = "run.incomplete"
+WEIGHTS = "model.safetensors"
+
+
+def _slug(name: str) -> str:
+    """A file-name-safe piece of a run name: runs of other characters become '_' ('my pets' -> 'my_pets')."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("_") or "x"
+
+
+def new_run_dir(out: str | Path, model_name: str, data_name: str) -> Path:
+    """Create runs/<YYYYmmdd-HHMMSS>-<model>-<data> (with -2, -3, ... if taken), marked incomplete.
+
+    Args:
+        out: the folder holding runs (created if missing).
+        model_name: e.g. "seed-cnn" or a model file's stem.
+        data_name: e.g. "fashion-mnist".
+    """
+    base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(model_name)}-{_slug(data_name)}"
+    Path(out).mkdir(parents=True, exist_ok=True)
+    for n in range(1, 1000):
+        path = Path(out) / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()  # exclusive: two runs started in the same second get different folders
+        except FileExistsError:
+            continue
+        mark_incomplete(path)
+        return path
+    raise CnnlabError(f"could not create a run directory {base} in {out}: 999 already exist; clean up {out}")
+
+
+def mark_incomplete(run_dir: str | Path) -> None:
+    """Write the run.incomplete marker (training started or resumed; not finished yet)."""
+    text = "this run has not finished; resume it with `cnnlab train --resume <this folder>`\n"
+    atomic_write(Path(run_dir) / INCOMPLETE, lambda f: f.write(text.encode()))
+
+
+def mark_complete(run_dir: str | Path) -> None:
+    """Remove the marker once metrics.json is written (a run without metrics.json is never complete)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "metrics.json").exists():
+        raise CheckpointError(f"cannot mark {run_dir} complete: it has no metrics.json yet; write the metrics first")
+    (run_dir / INCOMPLETE).unlink(missing_ok=True)
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when the run finished: metrics.json written and no run.incomplete marker."""
+    run_dir = Path(run_dir)
+    return (run_dir / "metrics.json").exists() and not (run_dir / INCOMPLETE).exists()
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write JSON atomically (indented; tuples as lists, Paths and other objects as strings)."""
+    data = (json.dumps(obj, indent=2, default=str) + "\n").encode("utf-8")
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file of a run; a missing or malformed file is a CheckpointError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"no {path.name} in {path.parent}: not a cnnlab run directory, or the run "
+                              f"failed before writing it") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}): the file is damaged; restore or rerun") from None
+
+
+def read_config(run_dir: str | Path) -> dict:
+    """The run's config.json as a dict."""
+    return read_json(Path(run_dir) / "config.json")
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """history.csv rows as dicts: epoch int, figures float, empty cells None; [] if the file is absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (int(v) if k == "epoch" else float(v) if v != "" else None) for k, v in row.items()})
+    return rows
+
+
+def save_model_json(run_dir: str | Path, spec: dict, classes: Sequence[str], input_shape: Sequence[int],
+                    mean: Sequence[float], std: Sequence[float]) -> Path:
+    """Write model.json: how to rebuild the model and feed it.
+
+    Args:
+        run_dir: the run directory.
+        spec: {"zoo": name, "args": {...}} (a zoo model's .spec) or {"sequential": Sequential.to_config()}.
+        classes: class names, in label order.
+        input_shape: (C, H, W) the model takes.
+        mean, std: per-channel normalisation of x / 255 used in training.
+    """
+    import cnnlab
+
+    return write_json(Path(run_dir) / "model.json", {
+        "spec": spec, "classes": list(classes), "input_shape": [int(v) for v in input_shape],
+        "mean": [float(v) for v in mean], "std": [float(v) for v in std], "cnnlab_version": cnnlab.__version__})
+
+
+def _tensors_for_saving(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """state_dict as contiguous CPU tensors, each tied tensor once; returns (tensors, {dropped: kept name})."""
+    inner = getattr(model, "_orig_mod", model)  # torch.compile's wrapper adds a prefix
+    tensors, aliases, seen = {}, {}, {}
+    for name, t in inner.state_dict().items():
+        key = (t.device, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), tuple(t.stride()))
+        if t.numel() and key in seen:  # tied weights (one tensor under two names): store once
+            aliases[name] = seen[key]
+            continue
+        seen[key] = name
+        tensors[name] = t.detach().cpu().contiguous()
+    return tensors, aliases
+
+
+def save_weights(run_dir: str | Path, model: nn.Module) -> Path:
+    """Write model.safetensors atomically (no pickle); tied weights are stored once and restored on load.
+
+    Args:
+        run_dir: the run directory.
+        model: any module (a torch.compile wrapper is unwrapped); channels_last tensors are made contiguous.
+    """
+    from safetensors.torch import save
+
+    tensors, aliases = _tensors_for_saving(model)
+    data = save(tensors, metadata={"format": "pt", "tied": json.dumps(aliases)})
+    return atomic_write(Path(run_dir) / WEIGHTS, lambda f: f.write(data))
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Load model.safetensors into a model; corrupt or mismatched files are CheckpointErrors."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            tied = json.loads((f.metadata() or {}).get("tied", "{}"))
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as e:  # safetensors raises SafetensorError, OSError, ... by damage
+        raise CheckpointError(f"{path} cannot be read ({type(e).__name__}): the weights file is damaged; "
+                              f"retrain or copy it again from the original run") from None
+    state.update({dropped: state[kept] for dropped, kept in tied.items() if kept in state})
+    inner = getattr(model, "_orig_mod", model)
+    try:
+        inner.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
+        raise CheckpointError(f"the weights in {path} do not fit the model described by model.json "
+                              f"({first[0].strip()}): both files must come from the same run") from None
+
+
+@dataclass
+class Run:
+    """A loaded run: the model (eval mode, on the CPU) and everything needed to feed and judge it."""
+
+    path: Path
+    model: nn.Module
+    classes: list[str]
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    config: dict
+    history: list[dict]
+    metrics: dict | None
+
+    @property
+    def complete(self) -> bool:
+        """Whether training finished (metrics.json written, no run.incomplete marker)."""
+        return is_complete(self.path)
+
+
+def build_from_spec(spec: dict, input_shape: Sequence[int] | None = None) -> nn.Module:
+    """Rebuild the architecture model.json describes ({"zoo": ...} or {"sequential": config})."""
+    if isinstance(spec, dict) and "zoo" in spec:
+        from cnnlab.zoo import create_from_spec
+
+        return create_from_spec(spec)
+    if isinstance(spec, dict) and "sequential" in spec:
+        from cnnlab.model import Sequential
+
+        config = dict(spec["sequential"])
+        if input_shape is not None and not config.get("input_shape"):
+            config["input_shape"] = list(input_shape)
+        return Sequential.from_config(config)
+    raise CheckpointError(f"model.json spec {str(spec)[:80]!r} is neither {{'zoo': ...}} nor {{'sequential': ...}}: "
+                          f"the file was not written by cnnlab")
+
+
+def load_run(path: str | Path) -> Run:
+    """Load a run directory: model with its weights, classes, normalisation, config, history, metrics.
+
+    Args:
+        path: the run directory (runs/<date>-<time>-<model>-<data>).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is a file, not a run directory"
+        raise CheckpointError(f"{path} {what}: pass the folder `cnnlab train` created, e.g. runs/<date>-<time>-<model>-<data>")
+    info = read_json(path / "model.json")
+    if not (path / WEIGHTS).exists():
+        raise CheckpointError(f"no {WEIGHTS} in {path}: the run has not finished; continue it with "
+                              f"`cnnlab train --resume {path}`")
+    missing = [k for k in ("spec", "classes", "input_shape", "mean", "std") if k not in info]
+    if missing:
+        raise CheckpointError(f"{path / 'model.json'} lacks '{missing[0]}': the file is damaged or not from cnnlab")
+    model = build_from_spec(info["spec"], info["input_shape"])
+    load_weights(model, path / WEIGHTS)
+    model.eval()
+    metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else None
+    config = read_config(path) if (path / "config.json").exists() else {}
+    return Run(path=path, model=model, classes=list(info["classes"]), input_shape=tuple(info["input_shape"]),
+               mean=tuple(info["mean"]), std=tuple(info["std"]), config=config,
+               history=read_history(path / "history.csv"), metrics=metrics)

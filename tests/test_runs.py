@@ -1,0 +1,144 @@
+"""The run directory: names, markers, atomic JSON, safetensors weights, load_run and its errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab import runs
+from cnnlab.errors import CheckpointError
+from cnnlab.train.callbacks import CSVHistory
+from cnnlab.train.engine import History
+
+
+def test_new_run_dir_name_marker_and_uniqueness(tmp_path):
+    a = runs.new_run_dir(tmp_path / "runs", "seed-cnn", "fashion mnist")
+    b = runs.new_run_dir(tmp_path / "runs", "seed-cnn", "fashion mnist")
+    assert re.fullmatch(r"\d{8}-\d{6}-seed-cnn-fashion_mnist", a.name)
+    assert a != b and b.name.startswith(a.name[:15])  # the same second: a suffixed second folder
+    assert (a / runs.INCOMPLETE).exists() and not runs.is_complete(a)
+    with pytest.raises(CheckpointError, match="no metrics.json yet"):
+        runs.mark_complete(a)
+    runs.write_json(a / "metrics.json", {"accuracy": 0.9, "shape": (1, 2), "where": a})
+    runs.mark_complete(a)
+    assert runs.is_complete(a) and not (a / runs.INCOMPLETE).exists()
+    assert runs.read_json(a / "metrics.json") == {"accuracy": 0.9, "shape": [1, 2], "where": str(a)}
+    runs.mark_incomplete(a)  # a resumed run is unfinished again
+    assert not runs.is_complete(a)
+
+
+def test_read_json_errors(tmp_path):
+    with pytest.raises(CheckpointError, match=r"no config.json in .*not a cnnlab run directory"):
+        runs.read_config(tmp_path)
+    (tmp_path / "config.json").write_text("{broken")
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        runs.read_config(tmp_path)
+
+
+class Tied(nn.Module):
+    """An embedding-style tie: the output layer reuses the input layer's weight."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(4, 4, bias=False)
+        self.out = nn.Linear(4, 4, bias=False)
+        self.out.weight = self.inp.weight
+
+    def forward(self, x):
+        return self.out(torch.relu(self.inp(x)))
+
+
+def test_weights_round_trip_with_tied_and_channels_last_tensors(tmp_path):
+    torch.manual_seed(0)
+    tied = Tied()
+    runs.save_weights(tmp_path, tied)
+    fresh = Tied()
+    runs.load_weights(fresh, tmp_path / runs.WEIGHTS)
+    assert fresh.out.weight is fresh.inp.weight and torch.equal(fresh.inp.weight, tied.inp.weight)
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / runs.WEIGHTS), "pt") as f:
+        assert list(f.keys()) == ["inp.weight"]  # stored once
+
+    conv = nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+    runs.save_weights(tmp_path, conv)
+    other = nn.Conv2d(3, 8, 3)
+    runs.load_weights(other, tmp_path / runs.WEIGHTS)
+    assert torch.equal(other.weight, conv.weight)
+
+
+def _sequential():
+    model_mod = pytest.importorskip("cnnlab.model")
+    layers = pytest.importorskip("cnnlab.layers")
+    torch.manual_seed(0)
+    return model_mod.Sequential([layers.Conv2D(4, 3, padding="same", activation="relu"), layers.BatchNorm(),
+                                 layers.MaxPool2D(2), layers.Flatten(), layers.Dropout(0.2), layers.Dense(3)],
+                                input_shape=(1, 8, 8))
+
+
+def _write_run(run_dir, model, spec, history=True):
+    runs.save_model_json(run_dir, spec, ["a", "b", "c"], (1, 8, 8), (0.5,), (0.25,))
+    runs.write_json(run_dir / "config.json", {"data": "x", "seed": 3})
+    runs.save_weights(run_dir, model)
+    if history:
+        rows = [{"epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "val_loss": None, "val_acc": None,
+                 "lr": 0.001, "seconds": 2.0}]
+        CSVHistory(run_dir / "history.csv").on_epoch_end(type("T", (), {"history": History(rows)})(), {})
+
+
+def test_load_run_round_trip_sequential_gives_same_outputs(tmp_path):
+    model = _sequential()
+    with torch.no_grad():  # non-default BN statistics, so the buffers' round trip shows in eval outputs
+        for name, buf in model.named_buffers():
+            if name.endswith("running_mean"):
+                buf.fill_(0.3)
+    _write_run(tmp_path, model, {"sequential": model.to_config()})
+    run = runs.load_run(tmp_path)
+    x = torch.randn(5, 1, 8, 8)
+    model.eval()
+    assert not run.model.training and any(n.endswith("running_mean") for n, _ in run.model.named_buffers())
+    assert torch.equal(run.model(x), model(x))
+    assert (run.classes, run.input_shape, run.mean, run.std) == (["a", "b", "c"], (1, 8, 8), (0.5,), (0.25,))
+    assert run.config == {"data": "x", "seed": 3} and run.metrics is None and not run.complete
+    assert run.history == [{"epoch": 1, "train_loss": 1.5, "train_acc": 0.4, "val_loss": None, "val_acc": None,
+                            "lr": 0.001, "seconds": 2.0}]
+
+
+def test_load_run_round_trip_zoo(tmp_path):
+    zoo = pytest.importorskip("cnnlab.zoo")
+    torch.manual_seed(0)
+    model = zoo.create("seed-cnn").eval()
+    _write_run(tmp_path, model, model.spec, history=False)
+    run = runs.load_run(tmp_path)
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(run.model(x), model(x)) and run.history == []
+
+
+def test_load_run_errors_name_the_path_and_the_fix(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nowhere does not exist: pass the folder"):
+        runs.load_run(tmp_path / "nowhere")
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(CheckpointError, match="is a file, not a run directory"):
+        runs.load_run(tmp_path / "file.txt")
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(CheckpointError, match=r"no model.json in .*run"):
+        runs.load_run(run)
+    model = _sequential()
+    runs.save_model_json(run, {"sequential": model.to_config()}, ["a", "b", "c"], (1, 8, 8), (0.5,), (0.25,))
+    with pytest.raises(CheckpointError, match=r"no model.safetensors in .*cnnlab train --resume"):
+        runs.load_run(run)
+    runs.save_weights(run, nn.Linear(3, 3))  # weights of some other model
+    with pytest.raises(CheckpointError, match=r"do not fit the model described by model.json \(Missing key"):
+        runs.load_run(run)
+    (run / runs.WEIGHTS).write_bytes(b"\x00" * 20)
+    with pytest.raises(CheckpointError, match=r"model.safetensors cannot be read"):
+        runs.load_run(run)
+    (run / "model.json").write_text(json.dumps({"spec": {"keras": 1}, "classes": [], "input_shape": [1],
+                                                "mean": [], "std": []}))
+    with pytest.raises(CheckpointError, match="neither"):
+        runs.load_run(run)
