@@ -2,7 +2,8 @@
 recognition", Proc. IEEE 86(11), 1998, figure 2.
 
 Native input 1x32x32: the paper pads 28x28 MNIST digits into a 32x32 field, so for 28x28 data
-the data layer pads by 2 (or pass input_size=28 and C5 sees 4x4 maps instead of 5x5).
+the data layer pads by 2 (at input_size=28, S4 leaves 4x4 maps and C5's 5x5 kernel does not
+fit: a ShapeError at build time).
 """
 
 from cnnlab.layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D

@@ -127,6 +127,7 @@ def create(
         warnings.simplefilter("ignore", ShapeWarning)
         model = factory(num_classes=num_classes, in_channels=in_channels, input_size=size, **kw)
     model.input_shape = (in_channels, *size)
+    model.name = name  # the title summaries and run directories use
     args = {"num_classes": num_classes, "in_channels": in_channels, "input_size": list(size), **kw}
     model.spec = {"zoo": name, "args": args}
     return model

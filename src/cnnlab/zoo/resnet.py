@@ -73,9 +73,9 @@ class BasicBlock(_Block):
         return [self.conv1, self.bn1, self.conv2, self.bn2]
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 
@@ -101,10 +101,10 @@ class Bottleneck(_Block):
         return [self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3]
 
     def forward(self, x):
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
         return self.relu(out + identity)
 
 
