@@ -84,7 +84,7 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
     target_name = target or conv_layers(model)[-1]
     p = float(gc.probs[gc.class_index])
     fig = gradcam_figure(image_tensor, gc.cam,
-                         f"Grad-CAM for '{classes[gc.class_index]}' (p={p:.2f}) at {target_name}")
+                         f"Grad-CAM for '{classes[gc.class_index]}' (p={p:.2f}) at layer {target_name}")
     paths["gradcam"] = str(save_figure(fig, out_dir / "gradcam.png"))
     return {"paths": paths, "topk": topk(gc.probs, classes, top_k),
             "class_index": gc.class_index, "target_layer": target_name, "layers": names}

@@ -131,7 +131,9 @@ def _summary_section(run) -> str:
 def _summary_cell(v):
     """Summary values as text: shapes '(32, 14, 14)', RF dicts 'size 5x5, jump 2x2', arithmetic
     one step per line."""
-    if isinstance(v, (list, tuple)) and v and all(isinstance(a, str) for a in v):
+    if isinstance(v, (list, tuple)) and not v:
+        return ""
+    if isinstance(v, (list, tuple)) and all(isinstance(a, str) for a in v):
         return Markup('<span class="arith">' + "<br>".join(esc(a) for a in v) + "</span>")
     if isinstance(v, dict):
         return ", ".join(f"{k} " + ("x".join(map(str, x)) if isinstance(x, (list, tuple)) else str(x))
@@ -181,6 +183,9 @@ def _losses_body(metrics, classes, test_data, mean, std) -> str:
     tops = metrics.get("top_losses", [])
     if test_data is None or not tops:
         return '<p class="note">Pass the test set to write_report to show these images.</p>'
+    if not all({"index", "true", "pred", "probability", "loss"} <= t.keys() for t in tops):
+        return ('<p class="note">metrics.json has no complete top-loss records; re-run '
+                '<code>cnnlab evaluate RUN</code>.</p>')
     x_test = test_data[0]
     idx = torch.tensor([t["index"] for t in tops])
     fig = top_losses_figure(x_test[idx], [t["true"] for t in tops], [t["pred"] for t in tops],
