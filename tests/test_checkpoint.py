@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 from cnnlab.errors import CheckpointError
 from cnnlab.train.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 

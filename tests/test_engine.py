@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from _train_helpers import FakeBatches, TinyCNN, make_trainer, tiny_data
+from _train_helpers import FakeBatches, TinyCNN, make_trainer, single_thread, tiny_data  # noqa: F401 (fixture)
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.train.callbacks import Callback, CheckpointCallback, CSVHistory, EarlyStopping, ReduceLROnPlateau
 from cnnlab.train.checkpoint import load_checkpoint

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from _train_helpers import FakeBatches
+from _train_helpers import FakeBatches, single_thread  # noqa: F401 (autouse fixture)
 from cnnlab.ensemble import ensemble_predict, ensemble_report, format_table, majority_vote
 from cnnlab.errors import ConfigError
 from cnnlab.train.engine import Trainer, seed_everything
@@ -68,7 +68,6 @@ def _idx(name: str) -> np.ndarray:
 
 @pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(), reason="Debian dataset-fashion-mnist absent")
 def test_ensemble_beats_mean_member_on_real_fashion_mnist():
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
     x = torch.from_numpy(_idx("train-images-idx3-ubyte.gz")[:2000].copy()).float().div(255).unsqueeze(1)
     y = torch.from_numpy(_idx("train-labels-idx1-ubyte.gz")[:2000].astype(np.int64))
     xt = torch.from_numpy(_idx("t10k-images-idx3-ubyte.gz")[:1000].copy()).float().div(255).unsqueeze(1)

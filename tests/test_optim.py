@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 from cnnlab.errors import ConfigError
 from cnnlab.train.optim import decay_groups, make_optimizer
 from cnnlab.train.regularize import ModelEMA, init_weights, regularization_loss, regularizing_modules

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 from cnnlab import runs
 from cnnlab.errors import CheckpointError
 from cnnlab.train.callbacks import CSVHistory
