@@ -17,7 +17,8 @@ from torch import nn
 
 from _train_helpers import FakeBatches, TinyCNN, make_trainer, single_thread, tiny_data  # noqa: F401 (fixture)
 from cnnlab.errors import ConfigError, TrainingError
-from cnnlab.train.callbacks import Callback, CheckpointCallback, CSVHistory, EarlyStopping, ReduceLROnPlateau
+from cnnlab.train.callbacks import (Callback, CheckpointCallback, CSVHistory, EarlyStopping, ReduceLROnPlateau,
+                                    TensorBoard)
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import Trainer, TrainingInterrupted, pick_device, seed_everything
@@ -235,12 +236,65 @@ def test_regularization_loss_is_part_of_the_training_loss():
     assert loss == pytest.approx(expected.item(), rel=1e-6)
 
 
+def test_kernel_regularizer_of_real_layers_counts_in_the_loss():
+    model_mod = pytest.importorskip("cnnlab.model")
+    layers = pytest.importorskip("cnnlab.layers")
+    torch.manual_seed(0)
+    model = model_mod.Sequential([layers.Flatten(), layers.Dense(8, kernel_regularizer="l2(0.01)"),
+                                  layers.Dense(4)], input_shape=(1, 8, 8))
+    x, y = tiny_data(32)
+    w = model[1].linear.weight
+    expected = nn.functional.cross_entropy(model(x), y) + 0.01 * w.pow(2).sum()  # Keras l2: lambda * sum(w^2)
+    rec = _Record()
+    Trainer(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.0),
+            train_batches=FakeBatches(x, y, 32, shuffle=False), callbacks=[rec]).fit(1)
+    assert rec.logs[0]["loss"] == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_resume_with_the_real_tensor_batches_and_augmentation(tmp_path):
+    loader = pytest.importorskip("cnnlab.data.loader")
+    augment = pytest.importorskip("cnnlab.data.augment")
+    x, y = tiny_data(160)
+    x8 = ((x + 2) * 50).clamp(0, 255).to(torch.uint8)
+
+    def trainer(callbacks=()):
+        seed_everything(0)
+        model = TinyCNN()
+        opt = torch.optim.Adam(model.parameters(), 0.01)
+        batches = loader.TensorBatches(x8[:128], y[:128], 16, shuffle=True, seed=0, mean=(0.4,), std=(0.2,),
+                                       augment=augment.Augment(flip=True, translate=1))
+        return Trainer(model, nn.CrossEntropyLoss(), opt, train_batches=batches, callbacks=callbacks)
+
+    straight = trainer()
+    straight.fit(3)
+    first = trainer([CheckpointCallback(tmp_path / "c.pt"), _SigintAt(step=13)])  # 8 batches/epoch
+    with pytest.raises(TrainingInterrupted, match="epoch 2, step 5"):
+        first.fit(3)
+    resumed = trainer()
+    scramble(resumed)
+    resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
+    resumed.fit(3)
+    assert_same_weights(weights(straight), weights(resumed))
+
+
 def test_bf16_and_grad_clip_train_on_cpu():
     t = make_trainer(precision="bf16", grad_clip=0.5)
     hist = t.fit(2)
     assert all(np.isfinite(hist.history["loss"])) and hist.history["loss"][1] < hist.history["loss"][0]
     with pytest.raises(ConfigError, match="precision 'fp16'"):
         make_trainer(precision="fp16")
+
+
+def test_tensorboard_logs_or_says_how_to_install(tmp_path):
+    tb = TensorBoard(tmp_path / "tb")
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"pip install 'cnnlab\[tensorboard\]'"):
+            make_trainer(callbacks=[tb]).fit(1)
+        return
+    make_trainer(callbacks=[tb]).fit(1)
+    assert any((tmp_path / "tb").iterdir())
 
 
 def test_pick_device():

@@ -61,12 +61,16 @@ def init_weights(model: nn.Module, scheme: str | None) -> int:
 
 
 def regularizing_modules(model: nn.Module) -> list[nn.Module]:
-    """The outermost modules defining regularization_loss() (a parent that defines it covers its children)."""
+    """The outermost modules defining regularization_loss() (a parent that defines it covers its children).
+
+    cnnlab layers whose kernel_regularizer is None are left out: their penalty is a constant 0.
+    """
     found, stack = [], [model]
     while stack:
         m = stack.pop()
         if callable(getattr(m, "regularization_loss", None)):
-            found.append(m)
+            if getattr(m, "kernel_regularizer", "unset") is not None:  # cnnlab layers without one add 0
+                found.append(m)
         else:
             stack.extend(reversed(list(m.children())))
     return found
