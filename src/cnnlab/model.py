@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.facade import KerasFacade
 from cnnlab.layers import Input, Layer, layer_from_config, layer_to_config, register
 from cnnlab.layers.base import split_spec
 from cnnlab.layers.shapes import shape_str
@@ -21,10 +22,10 @@ def _check_shape(shape, where: str) -> tuple[int, ...]:
     return tuple(shape)
 
 
-class Sequential(Layer):
+class Sequential(KerasFacade, Layer):
     """Layers applied one after another; builds (infers every shape) once the input shape is known.
 
-    An ordinary nn.Module: children are named "0", "1", ... like nn.Sequential, so state_dict keys,
+    With Keras's compile / fit / evaluate / predict (cnnlab.facade). An ordinary nn.Module: children are named "0", "1", ... like nn.Sequential, so state_dict keys,
     torch.compile, ONNX export and hooks work as usual. Build errors name the layer by that number.
 
     Args:

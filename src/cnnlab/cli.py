@@ -1,0 +1,289 @@
+"""The `cnnlab` command: parse arguments, call the library, print. No logic of its own.
+
+Errors the user can fix (CnnlabError) print as one line `error: ...` and exit with status 2; a
+traceback only with --debug. Results go to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from cnnlab.errors import CnnlabError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    """'1x28x28' -> (1, 28, 28)."""
+    try:
+        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 1x28x28 (channels x height x width)")
+    if not dims or any(d < 1 for d in dims):
+        raise argparse.ArgumentTypeError(f"'{text}' must be positive sizes like 1x28x28")
+    return dims
+
+
+def _yaml_value(text: str):
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a YAML value, e.g. '{{flip: true, translate: 2}}'")
+
+
+def add_train_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (defaults None, so only flags given override a --config file)."""
+    from cnnlab.train.config import TrainConfig
+
+    types = {"int": int, "float": float, "str": str, "dict": _yaml_value}
+    for name, type_name, default, help_text in TrainConfig.fields_for_cli():
+        flag = "--" + name.replace("_", "-")
+        shown = f"{help_text} (default: {default})"
+        if type_name == "bool":
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=shown)
+        else:
+            parser.add_argument(flag, dest=name, type=types[type_name], default=None, help=shown,
+                                metavar=type_name.upper())
+
+
+def train_config(args: argparse.Namespace):
+    """Defaults < recipe < --config file < flags: the resolved TrainConfig."""
+    from cnnlab.api import resolve_config
+    from cnnlab.train.config import TrainConfig
+
+    names = [row[0] for row in TrainConfig.fields_for_cli()]
+    flags = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    from_file = {}
+    if args.config:
+        from_file = {k: v for k, v in TrainConfig.from_yaml(args.config).to_dict().items()
+                     if k in _explicit_keys(args.config)}
+    return resolve_config({**from_file, **flags}, source="the command line")
+
+
+def _explicit_keys(path: str) -> set[str]:
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    return {str(k).replace("-", "_") for k in data}
+
+
+def cmd_train(args) -> int:
+    from cnnlab import console, pipeline
+
+    if args.resume:
+        progress = console.Progress(epochs=args.epochs or 0, quiet=args.quiet)
+        result = pipeline.resume(args.resume, callbacks=[progress], epochs=args.epochs)
+    else:
+        cfg = train_config(args)
+        progress = console.Progress(epochs=cfg.epochs, quiet=args.quiet)
+        result = pipeline.train(cfg, callbacks=[progress],
+                                on_download=console.download_bar(f"downloading {cfg.data}", args.quiet))
+    m = result.metrics
+    print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  ({m['n_test']} images)")
+    print(f"run saved in {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from cnnlab.predict import evaluate_run
+
+    m = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, tta=args.tta)
+    print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  ({m['n_test']} images)")
+    for row in m.get("most_confused", [])[:3]:
+        print(f"  most confused: {row['true']} -> {row['pred']} ({row['count']}x)")
+    print(f"pictures and metrics.json in {args.run}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cnnlab.predict import predict_images
+
+    for path, top in predict_images(args.run, args.images, top_k=args.top_k):
+        ranked = "  ".join(f"{name} {p:.3f}" for name, p in top)
+        print(f"{path}: {ranked}")
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from cnnlab.predict import summarize_model
+
+    summary = summarize_model(args.model, input_shape=args.input, num_classes=args.classes)
+    print(json.dumps(summary.to_dict(), indent=2) if args.json else summary)
+    return 0
+
+
+def cmd_models(args) -> int:
+    from cnnlab import zoo
+
+    rows = [(m.name, f"{m.parameters:,}", "x".join(map(str, m.input_shape)), m.origin) for m in zoo.list_models()]
+    header = ("model", "params (10 classes)", "input", "origin")
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(3)]
+    for r in [header, *rows]:
+        print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from cnnlab import lesson
+
+    matrix = lesson.parse_matrix(args.input) if args.input else None
+    padding = int(args.padding) if args.padding.isdigit() else args.padding
+    if args.what == "conv":
+        print(lesson.explain_conv(matrix, lesson.parse_matrix(args.kernel) if args.kernel else None,
+                                  stride=args.stride or 1, padding=padding))
+    else:
+        print(lesson.explain_pool(matrix, pool_size=args.pool_size, stride=args.stride, mode=args.mode,
+                                  padding=padding))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from cnnlab.predict import inspect_run
+
+    result = inspect_run(args.run, args.image, layers=args.layer, out=args.out, class_index=args.class_index)
+    for name, p in result["topk"]:
+        print(f"{name}: {p:.3f}")
+    for path in result["paths"]:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from cnnlab.explain.report import write_report
+
+    print(f"wrote {write_report(args.run)}")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from cnnlab.ensemble_run import combine_runs
+
+    report, table = combine_runs(args.runs, data=args.data, data_dir=args.data_dir, out=args.out)
+    print(table)
+    return 0
+
+
+def cmd_lr_find(args) -> int:
+    from cnnlab.ensemble_run import lr_find
+
+    result, png = lr_find(train_config(args), out=args.plot)
+    print(f"suggested learning rate {result.suggestion:.2e}  (plot: {png})")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from cnnlab.bench import run_bench
+
+    run_bench(device=args.device, runs=args.runs, which=args.which, full=args.full, data_dir=args.data_dir,
+              on_result=lambda row: print(json.dumps(row), flush=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cnnlab", description="CNNs for image classification, as the lectures teach them.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model and write a run directory")
+    p.add_argument("--config", help="YAML file of settings (flags override it)")
+    p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its checkpoint")
+    add_train_flags(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="test loss/accuracy, confusion matrix and top losses of a run")
+    p.add_argument("run")
+    p.add_argument("--data", help="evaluate on this dataset instead of the run's own")
+    p.add_argument("--data-dir")
+    p.add_argument("--tta", choices=["flip", "flip-translate"], help="test-time augmentation")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="top classes with probabilities for image files")
+    p.add_argument("run")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("summary", help="layer table with output shapes and the arithmetic behind them")
+    p.add_argument("model", help="zoo name, model YAML/JSON file, or run directory")
+    p.add_argument("--input", type=_shape, help="input shape CxHxW, e.g. 1x28x28")
+    p.add_argument("--classes", type=int, default=None, help="output classes for a zoo model (default 10)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("models", help="list the model zoo")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("explain", help="the sliding-window computation step by step")
+    p.add_argument("what", choices=["conv", "pool"])
+    p.add_argument("--input", help="matrix rows separated by ';', e.g. '0,1,7,5;5,5,6,6;5,3,3,0;1,1,1,2'")
+    p.add_argument("--kernel", help="conv filter, same format")
+    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--padding", default="valid", help="valid, same, or (conv) a number of pixels")
+    p.add_argument("--pool-size", type=int, default=2)
+    p.add_argument("--mode", choices=["max", "avg", "min"], default="max")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("inspect", help="feature maps, filters and Grad-CAM of a run on one image")
+    p.add_argument("run")
+    p.add_argument("image")
+    p.add_argument("--layer", action="append", help="a layer name (repeatable); default: every convolution")
+    p.add_argument("--class", dest="class_index", type=int, help="Grad-CAM for this class index (default: predicted)")
+    p.add_argument("--out", help="folder for the PNGs (default RUN/inspect/<image>)")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("report", help="(re)write RUN/report.html")
+    p.add_argument("run")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("ensemble", help="combine finished runs by averaging probabilities and by vote")
+    p.add_argument("runs", nargs="+")
+    p.add_argument("--data")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", help="write the ensemble's metrics.json into this folder")
+    p.set_defaults(func=cmd_ensemble)
+
+    p = sub.add_parser("lr-find", help="learning-rate range test: plot and suggested value")
+    p.add_argument("--config")
+    p.add_argument("--plot", default="lr-find.png", help="where to write the plot")
+    add_train_flags(p)
+    p.set_defaults(func=cmd_lr_find)
+
+    p = sub.add_parser("bench", help="speed measurements as JSON lines")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--which", action="append", choices=["cpu-epoch", "time-to-accuracy", "gpu-recipe"])
+    p.add_argument("--full", action="store_true", help="time whole epochs instead of a fixed number of batches")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USER_ERROR
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return args.func(args)
+    except CnnlabError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Jobs built from several models or trial runs: ensembles (train N, combine runs) and the LR finder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from cnnlab import runs
+from cnnlab.errors import ConfigError
+from cnnlab.train.config import TrainConfig
+
+
+def train_ensemble(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None):
+    """Train cfg.ensemble members with seeds seed, seed+1, ... into one run directory.
+
+    Layout: RUN/member-1 ... RUN/member-N are complete runs; RUN/metrics.json holds each
+    member's test accuracy, their mean, and the ensemble's by averaged probabilities and by vote.
+    """
+    from cnnlab import pipeline
+
+    model_name = Path(cfg.model).stem if cfg.model.endswith(pipeline.MODEL_FILE_SUFFIXES) else cfg.model
+    data_name = Path(cfg.data.removeprefix("folder:")).name if cfg.data.startswith("folder:") else cfg.data
+    root = runs.new_run_dir(cfg.out, f"{model_name}-ensemble{cfg.ensemble}", data_name)
+    root.mkdir(parents=True, exist_ok=True)
+    runs.mark_incomplete(root)
+    runs.write_json(root / "config.json", cfg.to_dict())
+    members = []
+    for i in range(cfg.ensemble):
+        member = cfg.replace(seed=cfg.seed + i, ensemble=1)
+        result = pipeline.train(member, callbacks=callbacks, on_download=on_download,
+                                run_dir=root / f"member-{i + 1}")
+        members.append(result)
+    report, _ = combine_runs([m.run_dir for m in members], out=root)
+    runs.mark_complete(root)
+    return pipeline.TrainResult(root, members[-1].history, report)
+
+
+def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None,
+                         data_dir: str | None = None) -> tuple[list[str], list[torch.Tensor], torch.Tensor, list[str]]:
+    """Each run's test-set probabilities on one shared dataset: (names, probs list, y, classes)."""
+    from cnnlab.evaluate import predict_proba
+    from cnnlab.pipeline import test_batches
+    from cnnlab.predict import _run_data
+
+    if len(run_dirs) < 2:
+        raise ConfigError(f"an ensemble needs at least 2 runs, got {len(run_dirs)}: pass more run directories")
+    loaded = [runs.load_run(d) for d in run_dirs]
+    first = loaded[0]
+    for run in loaded[1:]:
+        if list(run.classes) != list(first.classes):
+            raise ConfigError(f"{run.path} predicts classes {run.classes[:3]}... but {first.path} "
+                              f"predicts {first.classes[:3]}...: ensemble runs trained on the same classes")
+    names, probs, y = [], [], None
+    for run in loaded:
+        dataset = _run_data(run, data or first.config.get("data"), data_dir)
+        device = next(run.model.parameters()).device
+        p, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device)
+        names.append(run.path.name)
+        probs.append(p)
+    return names, probs, y, list(first.classes)
+
+
+def combine_runs(run_dirs: Sequence[str | Path], *, data: str | None = None, data_dir: str | None = None,
+                 out: str | Path | None = None) -> tuple[dict, str]:
+    """Combine finished runs by averaging probabilities and by majority vote.
+
+    Args:
+        run_dirs: two or more finished run directories trained on the same classes.
+        data: the dataset to test on (default the first run's).
+        data_dir: where it lives.
+        out: a folder to write metrics.json (the ensemble report) into.
+
+    Returns:
+        (report dict, the report as a text table).
+    """
+    from cnnlab.ensemble import ensemble_predict, ensemble_report, format_table
+
+    names, probs, y, classes = member_probabilities(run_dirs, data, data_dir)
+    report = ensemble_report(names, probs, y)
+    averaged = ensemble_predict(probs)
+    report.update({
+        "test_accuracy": float((averaged.argmax(1) == y).float().mean()),
+        "test_loss": float(nn.functional.nll_loss(torch.log(averaged.clamp_min(1e-12)), y)),
+        "n_test": int(y.numel()),
+        "members": [str(Path(d)) for d in run_dirs],
+    })
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        runs.write_json(Path(out) / "metrics.json", report)
+    return report, format_table(report)
+
+
+def lr_find(cfg: TrainConfig, *, out: str | Path = "lr-find.png", num_steps: int = 100):
+    """Learning-rate range test on the config's model and data; writes the plot.
+
+    Returns:
+        (LRFindResult, path of the plot).
+    """
+    from cnnlab.explain.figures import save_figure
+    from cnnlab.pipeline import _batches, prepare
+    from cnnlab.train.lr_find import lr_range_test, plot_lr_find
+    from cnnlab.train.optim import make_optimizer
+    from cnnlab.train.reproduce import pick_device, seed_everything
+
+    seed_everything(cfg.seed)
+    p = prepare(cfg)
+    device = pick_device(cfg.device)
+    model = p.model.to(device)
+    train_b, _ = _batches(cfg, p, device)
+    factory: Callable = lambda params: make_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum,
+                                                      cfg.nesterov, cfg.weight_decay)
+    result = lr_range_test(model, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), factory, train_b,
+                           num_steps=num_steps)
+    path = save_figure(plot_lr_find(result), out)
+    return result, path

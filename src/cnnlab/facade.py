@@ -1,0 +1,170 @@
+"""The Keras workflow on a model: compile / fit / evaluate / predict, over cnnlab's Trainer.
+
+Mixed into Sequential, so the lecture's code reads the same in cnnlab:
+
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x_train, y_train, epochs=5, batch_size=128, validation_split=0.1)
+    history.history["val_accuracy"]
+
+Inputs are (N, C, H, W) arrays or tensors: uint8 images are scaled to [0, 1] (the lecture's
+`astype("float32") / 255`), floats are used as given. Labels are class indices (N,) or one-hot
+(N, K) as `categorical_crossentropy` expects.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.errors import ConfigError
+
+# Keras loss names -> what the model's logits are compared with. The model outputs logits, so
+# Keras's softmax + crossentropy is torch's CrossEntropyLoss, which takes indices or probabilities.
+_LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "crossentropy")
+
+
+def _as_tensor(x: Any, what: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+    if what == "x":
+        if t.dtype == torch.uint8:
+            return t.float() / 255.0
+        if not t.is_floating_point():
+            raise ConfigError(f"x must be uint8 images or floats, got {t.dtype}: convert with .float()")
+        return t.float()
+    return t.float() if t.ndim == 2 else t.long()  # one-hot (N, K) as probabilities, else indices
+
+
+class _ArrayBatches:
+    """In-memory (x, y) batches with a seeded per-epoch shuffle (the Trainer's batch protocol)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int, device):
+        if len(x) != len(y):
+            raise ConfigError(f"fit got {len(x)} images but {len(y)} labels: pass one label per image")
+        self.x, self.y = x.to(device), y.to(device)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def start_at(self, batch_index: int) -> None:
+        self.start = batch_index
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(n, generator=g).to(self.x.device)
+        else:
+            order = torch.arange(n, device=self.x.device)
+        for i in range(self.start, len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+        self.start = 0
+
+
+class KerasFacade:
+    """compile / fit / evaluate / predict for an nn.Module, Keras-style."""
+
+    def compile(self, optimizer: str | torch.optim.Optimizer = "adam", loss: str = "sparse_categorical_crossentropy",
+                metrics: Sequence[str] = ("accuracy",), *, lr: float = 1e-3, label_smoothing: float = 0.0,
+                device: str = "auto") -> None:
+        """Choose the optimizer and loss, as Keras's model.compile.
+
+        Args:
+            optimizer: sgd, adam, adamw, rmsprop, adagrad, or a torch optimizer over self.parameters().
+            loss: sparse_categorical_crossentropy (labels are indices) or categorical_crossentropy (one-hot).
+            metrics: only "accuracy" is tracked (and always is).
+            lr: learning rate when optimizer is a name.
+            label_smoothing: as Keras's CategoricalCrossentropy(label_smoothing=...).
+            device: auto (cuda, then mps, then cpu), cpu, cuda or mps.
+        """
+        from cnnlab.train.config import check_choice
+        from cnnlab.train.optim import make_optimizer
+        from cnnlab.train.reproduce import pick_device
+
+        check_choice("loss", loss, _LOSSES)
+        for m in metrics:
+            check_choice("metric", m, ("accuracy", "acc"))
+        self._device = pick_device(device)
+        self.to(self._device)
+        self._optimizer = (optimizer if isinstance(optimizer, torch.optim.Optimizer)
+                           else make_optimizer(optimizer, self, lr))
+        # object.__setattr__: a loss assigned as an attribute would become a child layer of the model
+        object.__setattr__(self, "_loss_fn", nn.CrossEntropyLoss(label_smoothing=label_smoothing))
+        self._trainer = None
+
+    def _need_compile(self, what: str) -> None:
+        if getattr(self, "_optimizer", None) is None:
+            raise ConfigError(f"call model.compile(optimizer, loss) before model.{what}()")
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data: tuple | None = None,
+            validation_split: float = 0.0, verbose: int = 1, callbacks: Sequence[Any] = (), shuffle: bool = True,
+            seed: int = 0):
+        """Train as Keras's model.fit; returns a History whose .history has loss, accuracy, val_* lists.
+
+        Args:
+            x, y: images (N, C, H, W) and labels; see the module docstring for accepted types.
+            epochs: total epochs (a second fit() continues counting, as in Keras).
+            batch_size: images per step.
+            validation_data: (x_val, y_val), or None.
+            validation_split: the last fraction of x/y held out for validation (Keras takes the tail, unshuffled).
+            verbose: 1 shows a progress bar and a line per epoch, 0 nothing.
+            callbacks: extra trainer callbacks (cnnlab.train.callbacks.EarlyStopping, ...).
+            shuffle: reshuffle the training set each epoch.
+            seed: the data order.
+        """
+        from cnnlab.console import Progress
+        from cnnlab.train.engine import Trainer
+
+        self._need_compile("fit")
+        x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+        if validation_data is None and validation_split:
+            if not 0.0 < validation_split < 1.0:
+                raise ConfigError(f"validation_split must be in (0, 1), got {validation_split}")
+            cut = len(x) - int(round(len(x) * validation_split))
+            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
+        train_b = _ArrayBatches(x, y, batch_size, shuffle, seed, self._device)
+        val_b = None
+        if validation_data is not None:
+            x_val, y_val = validation_data
+            val_b = _ArrayBatches(_as_tensor(x_val, "x"), _as_tensor(y_val, "y"), 1024, False, seed, self._device)
+        extra = [Progress(epochs)] if verbose else []
+        if self._trainer is None:
+            self._trainer = Trainer(self, self._loss_fn, self._optimizer, train_batches=train_b, val_batches=val_b,
+                                    callbacks=[*callbacks, *extra], device=self._device)
+        else:  # a further fit() continues: same optimizer state, new data and callbacks
+            self._trainer.train_batches, self._trainer.val_batches = train_b, val_b
+            self._trainer.callbacks = [*callbacks, *extra]
+        return self._trainer.fit(epochs)
+
+    def evaluate(self, x, y, batch_size: int = 1024) -> tuple[float, float]:
+        """(loss, accuracy) on (x, y), as Keras's model.evaluate with metrics=['accuracy']."""
+        from cnnlab.train.engine import Trainer
+
+        self._need_compile("evaluate")
+        batches = _ArrayBatches(_as_tensor(x, "x"), _as_tensor(y, "y"), batch_size, False, 0, self._device)
+        trainer = self._trainer or Trainer(self, self._loss_fn, self._optimizer, train_batches=batches,
+                                           device=self._device)
+        return trainer.evaluate(batches)
+
+    def predict(self, x, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities (N, K) as a NumPy array (softmax of the logits), as Keras's model.predict."""
+        device = getattr(self, "_device", None) or next(self.parameters()).device
+        x = _as_tensor(x, "x")
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                out = [torch.softmax(self(x[i:i + batch_size].to(device)).float(), 1).cpu()
+                       for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        return torch.cat(out).numpy()

@@ -1,0 +1,238 @@
+"""The whole training job: data + model + training + the run directory.
+
+`cnnlab train` and the Python API (`cnnlab.train(...)`) both call `train()`; `--resume` calls
+`resume()`. The order matters for "nothing half written": data and model are loaded and checked
+first, so a bad dataset or model name fails before any run directory exists; a run that stops
+early (NaN, Ctrl-C) keeps its checkpoint but no metrics.json, so it never looks finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+import cnnlab
+from cnnlab import runs
+from cnnlab.data import ImageDataset, TensorBatches, load_dataset
+from cnnlab.data.augment import Augment
+from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.train import callbacks as cb
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import History, Trainer
+from cnnlab.train.optim import make_optimizer
+from cnnlab.train.regularize import ModelEMA, init_weights
+from cnnlab.train.reproduce import pick_device, seed_everything
+from cnnlab.train.schedules import make_scheduler
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass
+class Prepared:
+    """What a run trains: the model (on the CPU, initialised) and the data shaped for it."""
+
+    model: nn.Module
+    spec: dict  # model.json's "spec": {"zoo": name, "args": {...}} or {"sequential": config}
+    data: ImageDataset  # converted to the model's input shape
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
+@dataclass
+class TrainResult:
+    """A finished run: where it is, its per-epoch history and its test metrics."""
+
+    run_dir: Path
+    history: History
+    metrics: dict
+
+
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) -> tuple[nn.Module, dict]:
+    """A zoo model or a model file, sized for the data; returns (model, spec for model.json).
+
+    A zoo model sees the data at the data's own size when its shapes fit (resnet18 on 28x28);
+    when they don't (LeNet-5's C5 needs 32x32), it keeps its native input and the data is
+    converted to that instead.
+    """
+    if name.endswith(MODEL_FILE_SUFFIXES):
+        from cnnlab.model import check_num_classes
+        from cnnlab.model_file import load_model_file
+
+        model = load_model_file(name)
+        check_num_classes(model, num_classes)
+        return model, {"sequential": model.to_config()}
+    from cnnlab import zoo
+
+    channels, height, width = input_shape
+    try:
+        model = zoo.create(name, num_classes=num_classes, in_channels=channels, input_size=(height, width))
+    except ShapeError:
+        model = zoo.create(name, num_classes=num_classes, in_channels=channels)
+        log.info("%s does not fit %dx%d inputs; the data is converted to its native %s",
+                 name, height, width, model.input_shape)
+    return model, model.spec
+
+
+def prepare(cfg: TrainConfig, on_download: Callable[[int, int], None] | None = None) -> Prepared:
+    """Load the data and build the model for a config, checking both before anything is written."""
+    data = load_dataset(cfg.data, cfg.data_dir, on_progress=on_download, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
+    model, spec = build_model(cfg.model, data.num_classes, data.input_shape)
+    channels, height, width = model.input_shape
+    data = data.with_shape(channels, (height, width))
+    if cfg.init:
+        init_weights(model, cfg.init)
+    return Prepared(model, spec, data, data.mean, data.std)
+
+
+def _augment(cfg: TrainConfig) -> Augment | None:
+    if not cfg.augment:
+        return None
+    try:
+        return Augment(**cfg.augment)
+    except TypeError:
+        raise ConfigError(f"augment {cfg.augment!r} has an unknown key: use flip, translate, cutout "
+                          "and padding, e.g. {flip: true, translate: 2}") from None
+
+
+def _batches(cfg: TrainConfig, p: Prepared, device: torch.device) -> tuple[TensorBatches, TensorBatches | None]:
+    data = p.data
+    x_val = y_val = None
+    if cfg.val_split > 0:
+        data, x_val, y_val = data.split_validation(cfg.val_split, cfg.seed)
+    common = dict(device=device, mean=p.mean, std=p.std, channels_last=cfg.channels_last)
+    train = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                          augment=_augment(cfg), **common)
+    val = None if x_val is None else TensorBatches(x_val, y_val, 1024, shuffle=False, **common)
+    return train, val
+
+
+def test_batches(p_data: ImageDataset, mean, std, device, channels_last: bool = False) -> TensorBatches:
+    """The test set as batches for evaluation (large batches: no gradients are kept)."""
+    return TensorBatches(p_data.x_test, p_data.y_test, 1024, shuffle=False, device=device,
+                         mean=mean, std=std, channels_last=channels_last)
+
+
+def run_config(cfg: TrainConfig, device: torch.device) -> dict:
+    """config.json: every setting plus the versions and hardware that produced the run."""
+    return {**cfg.to_dict(), "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
+            "python_version": platform.python_version(), "device_used": str(device)}
+
+
+def _trainer(cfg: TrainConfig, p: Prepared, run_dir: Path, extra_callbacks: Sequence[Any]) -> Trainer:
+    device = pick_device(cfg.device)
+    model = p.model.to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    train_b, val_b = _batches(cfg, p, device)
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
+    scheduler = make_scheduler(cfg.schedule, optimizer, len(train_b), cfg.epochs, cfg.warmup_epochs,
+                               step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
+    callbacks: list[Any] = [cb.CSVHistory(run_dir / "history.csv")]
+    if cfg.early_stopping_patience is not None:
+        callbacks.append(cb.EarlyStopping("val_loss" if val_b else "loss", cfg.early_stopping_patience,
+                                          cfg.min_delta, restore_best=cfg.restore_best))
+    if cfg.reduce_on_plateau:
+        callbacks.append(cb.ReduceLROnPlateau("val_loss" if val_b else "loss", cfg.plateau_factor,
+                                              cfg.plateau_patience))
+    if cfg.tensorboard:
+        callbacks.append(cb.TensorBoard(run_dir / "tensorboard"))
+    callbacks.append(cb.CheckpointCallback(run_dir / "checkpoint.pt"))
+    callbacks.extend(extra_callbacks)
+    ema = ModelEMA(model, cfg.ema) if cfg.ema else None
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    fit_model = torch.compile(model) if cfg.compile else model
+    return Trainer(fit_model, loss_fn, optimizer, scheduler, train_batches=train_b, val_batches=val_b,
+                   callbacks=callbacks, device=device, precision=cfg.precision, grad_clip=cfg.grad_clip,
+                   ema=ema)
+
+
+def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
+          run_dir: str | Path | None = None) -> TrainResult:
+    """Train one model as `cfg` says and leave a complete run directory.
+
+    Args:
+        cfg: the run's settings (TrainConfig).
+        callbacks: extra trainer callbacks, e.g. console.Progress.
+        on_download: on_progress(done_bytes, total_bytes) while a dataset downloads.
+        run_dir: write here instead of a fresh folder under cfg.out (ensemble members).
+    """
+    if cfg.ensemble > 1:
+        from cnnlab.ensemble_run import train_ensemble
+
+        return train_ensemble(cfg, callbacks=callbacks, on_download=on_download)
+    seed_everything(cfg.seed, cfg.deterministic)
+    p = prepare(cfg, on_download)
+    device = pick_device(cfg.device)
+    data_name = Path(cfg.data.removeprefix("folder:")).name if cfg.data.startswith("folder:") else cfg.data
+    model_name = Path(cfg.model).stem if cfg.model.endswith(MODEL_FILE_SUFFIXES) else cfg.model
+    run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.out, model_name, data_name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    runs.mark_incomplete(run_dir)
+    runs.write_json(run_dir / "config.json", run_config(cfg, device))
+    runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std)
+    trainer = _trainer(cfg, p, run_dir, callbacks)
+    seed_everything(cfg.seed, cfg.deterministic)  # the same RNG state at step 0, fresh or not
+    history = trainer.fit(cfg.epochs)
+    return _finish(cfg, p, trainer, run_dir)
+
+
+def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None) -> TrainResult:
+    """Continue an interrupted run exactly where its checkpoint left it.
+
+    Args:
+        run_dir: the run directory holding config.json and checkpoint.pt.
+        callbacks: extra trainer callbacks, e.g. console.Progress.
+        epochs: a new total number of epochs (default: the run's own).
+    """
+    from cnnlab.train.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    saved = runs.read_config(run_dir)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}, source=str(run_dir / "config.json"))
+    if epochs is not None:
+        cfg = cfg.replace(epochs=epochs)
+        runs.write_json(run_dir / "config.json", {**saved, "epochs": epochs})
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    seed_everything(cfg.seed, cfg.deterministic)
+    p = prepare(cfg)
+    runs.mark_incomplete(run_dir)
+    trainer = _trainer(cfg, p, run_dir, callbacks)
+    trainer.load_state_dict(state)
+    trainer.fit(cfg.epochs)
+    return _finish(cfg, p, trainer, run_dir)
+
+
+def _finish(cfg: TrainConfig, p: Prepared, trainer: Trainer, run_dir: Path) -> TrainResult:
+    """Weights, test metrics, curves and report: what makes a run directory complete."""
+    from cnnlab.evaluate import predict_proba, write_metrics
+    from cnnlab.explain.curves import save_curves
+
+    model = p.model
+    if trainer.ema is not None:
+        trainer.ema.copy_to(model)  # the averaged weights are the ones evaluated and kept
+    model.eval()
+    runs.save_weights(run_dir, model)
+    test_b = test_batches(p.data, p.mean, p.std, trainer.device, cfg.channels_last)
+    probs, y = predict_proba(model, test_b, trainer.device)
+    metrics = write_metrics(run_dir, probs, y, p.data.classes)
+    save_curves(run_dir / "history.csv", run_dir / "curves.png",
+                title=f"{p.spec.get('zoo', 'model')} on {cfg.data}")
+    runs.mark_complete(run_dir)
+    try:
+        from cnnlab.explain.report import write_report
+
+        write_report(run_dir, test_data=(p.data.x_test, p.data.y_test))
+    except Exception as e:  # the report is a view of a finished run, never a reason to lose it
+        log.warning("report.html was not written: %s", e)
+    return TrainResult(run_dir, trainer.history, metrics)

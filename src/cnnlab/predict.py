@@ -1,0 +1,127 @@
+"""Using a finished run: evaluate it, predict image files, inspect one image, summarise a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from cnnlab import runs
+from cnnlab.data import load_dataset
+from cnnlab.data.folder import load_image
+from cnnlab.errors import ConfigError
+
+
+def _run_data(run: runs.Run, data: str | None, data_dir: str | None):
+    """The run's own test set (or another dataset's), converted to the model's input shape."""
+    spec = data or run.config.get("data")
+    if not spec:
+        raise ConfigError(f"{run.path}/config.json names no dataset: pass --data")
+    dataset = load_dataset(spec, data_dir or (None if data else run.config.get("data_dir")),
+                           seed=run.config.get("seed", 0))
+    if dataset.num_classes != len(run.classes):
+        raise ConfigError(f"{spec} has {dataset.num_classes} classes but the run's model predicts "
+                          f"{len(run.classes)}: evaluate on a dataset with the same classes")
+    channels, height, width = run.input_shape
+    return dataset.with_shape(channels, (height, width))
+
+
+def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | None = None,
+                 tta: str | None = None) -> dict:
+    """Evaluate a run on its test set; writes metrics.json, confusion.csv and the pictures.
+
+    Args:
+        run_dir: a finished run directory.
+        data: another dataset spec to evaluate on (same classes), default the run's own.
+        data_dir: where that dataset lives.
+        tta: test-time augmentation: None, "flip" or "flip-translate".
+
+    Returns:
+        The metrics dict written to metrics.json.
+    """
+    from cnnlab.evaluate import predict_proba, write_metrics
+    from cnnlab.explain.confusion import confusion_figure, top_losses_figure
+    from cnnlab.explain.figures import save_figure
+    from cnnlab.pipeline import test_batches
+
+    run = runs.load_run(run_dir)
+    dataset = _run_data(run, data, data_dir)
+    device = next(run.model.parameters()).device
+    probs, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device, tta=tta)
+    metrics = write_metrics(run.path, probs, y, run.classes, tta=tta)
+    cm = torch.tensor(metrics["confusion_matrix"])
+    save_figure(confusion_figure(cm, run.classes), run.path / "confusion.png")
+    worst = [row["index"] for row in metrics["top_losses"]]
+    pred = probs.argmax(1)
+    save_figure(top_losses_figure(dataset.x_test[worst], y[worst], pred[worst], probs[worst, pred[worst]],
+                                  run.classes), run.path / "top_losses.png")
+    return metrics
+
+
+def predict_images(run_dir: str | Path, paths: Sequence[str | Path], *, top_k: int = 3
+                   ) -> list[tuple[str, list[tuple[str, float]]]]:
+    """Top-k classes with probabilities for image files (any size or mode, converted as in training).
+
+    Returns:
+        [(path, [(class name, probability), ...]), ...] in the order given.
+    """
+    run = runs.load_run(run_dir)
+    channels, height, width = run.input_shape
+    images = torch.stack([load_image(p, channels, (height, width)) for p in paths])
+    mean = torch.tensor(run.mean).view(1, -1, 1, 1)
+    std = torch.tensor(run.std).view(1, -1, 1, 1)
+    with torch.inference_mode():
+        probs = torch.softmax(run.model((images.float() / 255 - mean) / std), dim=1)
+    k = min(top_k, probs.shape[1])
+    values, indices = probs.topk(k, dim=1)
+    return [(str(path), [(run.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())])
+            for path, vs, ix in zip(paths, values, indices)]
+
+
+def inspect_run(run_dir: str | Path, image: str | Path, *, layers: Sequence[str] | None = None,
+                out: str | Path | None = None, class_index: int | None = None) -> dict:
+    """Feature maps, activation maps, filters and Grad-CAM of a run's model on one image file.
+
+    Returns:
+        {"paths": [written PNG paths], "topk": [(class name, probability), ...]}
+    """
+    from cnnlab.explain.inspect import inspect_image
+
+    run = runs.load_run(run_dir)
+    channels, height, width = run.input_shape
+    x = load_image(image, channels, (height, width))
+    out_dir = Path(out) if out else run.path / "inspect" / Path(image).stem
+    result = inspect_image(run.model, x, run.classes, run.mean, run.std, out_dir, layers=layers,
+                           class_index=class_index)
+    paths = [p for group in result["paths"].values() for p in (group if isinstance(group, list) else [group])]
+    topk = [(row["class"], row["probability"]) for row in result["topk"]]
+    return {"paths": paths, "topk": topk}
+
+
+def summarize_model(model: str, *, input_shape: tuple[int, ...] | None = None, num_classes: int | None = None):
+    """The summary table of a zoo model, a model file or a run's model.
+
+    Args:
+        model: zoo name, YAML/JSON model file, or run directory.
+        input_shape: (C, H, W) to build for; default the model's own input.
+        num_classes: a zoo model's output size (default 10).
+    """
+    from cnnlab.model_file import load_model_file
+    from cnnlab.pipeline import MODEL_FILE_SUFFIXES
+    from cnnlab.summary import summarize
+
+    if input_shape is not None and len(input_shape) != 3:
+        raise ConfigError(f"--input {'x'.join(map(str, input_shape))} must be CxHxW, e.g. 1x28x28")
+    if Path(model).is_dir():
+        net = runs.load_run(model).model
+    elif model.endswith(MODEL_FILE_SUFFIXES):
+        net = load_model_file(model, input_shape=input_shape)
+    else:
+        from cnnlab import zoo
+
+        kw = {"num_classes": num_classes or 10}
+        if input_shape is not None:
+            kw.update(in_channels=input_shape[0], input_size=tuple(input_shape[1:]))
+        net = zoo.create(model, **kw)
+    return summarize(net, tuple(input_shape) if input_shape else tuple(net.input_shape))

@@ -1,0 +1,199 @@
+"""The `cnnlab` command end to end on the embedded Fashion-MNIST subset (issue 2's spine)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import load_file
+
+from cnnlab.cli import main
+
+RUN_FILES = ("config.json", "model.json", "model.safetensors", "checkpoint.pt", "history.csv",
+             "metrics.json", "curves.png", "report.html")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(["--quiet", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def only_run(out_dir: Path) -> Path:
+    runs = [p for p in out_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """One short seed-cnn run on the mini set, shared by the tests that use a finished run."""
+    out = tmp_path_factory.mktemp("runs")
+    code = main(["--quiet", "train", "--epochs", "2", "--out", str(out)])
+    assert code == 0
+    return only_run(out)
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in RUN_FILES:
+        assert (trained_run / name).is_file(), name
+    assert not (trained_run / "run.incomplete").exists()
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["model"] == "seed-cnn" and config["data"] == "fashion-mnist-mini"
+    assert config["torch_version"] and config["cnnlab_version"] and config["seed"] == 0
+    rows = list(csv.DictReader((trained_run / "history.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    assert set(rows[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["n_test"] == 1000
+    assert 0.6 < metrics["test_accuracy"] <= 1.0  # 2 epochs of the lecture CNN on 5,400 images
+    assert (trained_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    weights = load_file(str(trained_run / "model.safetensors"))
+    assert any(k.endswith("weight") for k in weights)
+
+
+def test_evaluate_prints_the_metrics_it_writes(trained_run, capsys):
+    code, out, _ = run_cli(capsys, "evaluate", str(trained_run))
+    assert code == 0
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert f"test accuracy {metrics['test_accuracy']:.4f}" in out
+    assert sum(map(sum, metrics["confusion_matrix"])) == 1000
+    assert (trained_run / "confusion.png").is_file() and (trained_run / "top_losses.png").is_file()
+
+
+def test_predict_any_size_and_mode(trained_run, tmp_path, capsys):
+    from cnnlab.data import load_dataset
+
+    data = load_dataset("fashion-mnist-mini")
+    sneaker = data.x_test[data.y_test == 7][0, 0].numpy()  # (28, 28) uint8
+    path = tmp_path / "big-rgb-sneaker.png"
+    Image.fromarray(sneaker).convert("RGB").resize((96, 96)).save(path)
+    jpeg = tmp_path / "trouser.jpg"
+    Image.fromarray(data.x_test[data.y_test == 1][0, 0].numpy()).save(jpeg)
+    code, out, _ = run_cli(capsys, "predict", str(trained_run), str(path), str(jpeg))
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(str(path)) and lines[0].count(" 0.") + lines[0].count(" 1.0") == 3
+    assert "Trouser" in lines[1].split(":")[1].split()[0]  # a trouser is the easiest class
+
+
+def _error_line(err: str) -> str:
+    lines = [l for l in err.strip().splitlines() if l]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_unknown_model_is_one_sentence_and_no_run(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "resnet19", "--out", str(tmp_path))
+    assert code == 2
+    assert "resnet18" in _error_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_malformed_idx_is_one_sentence_and_no_run(tmp_path, capsys):
+    data = tmp_path / "fm"
+    data.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (data / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03" + b"\x00" * 7))
+    out = tmp_path / "runs"
+    code, _, err = run_cli(capsys, "train", "--data", "fashion-mnist", "--data-dir", str(data),
+                           "--out", str(out))
+    assert code == 2
+    line = _error_line(err)
+    assert "train-images-idx3-ubyte.gz" in line or "t10k" in line
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_missing_dataset_offline_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("CNNLAB_MIRROR", "http://127.0.0.1:9")  # the discard port: refused
+    code, _, err = run_cli(capsys, "train", "--data", "kmnist", "--out", str(tmp_path / "runs"))
+    assert code == 2
+    line = _error_line(err)
+    assert str(tmp_path / "cache") in line and "/usr/share/datasets/kmnist" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def _png_tree(root: Path, classes: dict[str, int], size=(20, 20)) -> None:
+    rng = np.random.default_rng(0)
+    for k, (name, count) in enumerate(classes.items()):
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            img = rng.integers(0, 60, size, dtype=np.uint8)
+            img[k * 5:(k + 1) * 5] = 255  # each class has a bright band at its own height
+            Image.fromarray(img).save(root / name / f"{i}.png")
+
+
+def test_folder_dataset_trains(tmp_path, capsys):
+    _png_tree(tmp_path / "imgs", {"low": 30, "mid": 30, "high": 30})
+    code, out, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'imgs'}", "--epochs", "3",
+                             "--batch-size", "16", "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    run = only_run(tmp_path / "runs")
+    model = json.loads((run / "model.json").read_text())
+    assert model["classes"] == ["high", "low", "mid"]
+    assert json.loads((run / "metrics.json").read_text())["n_test"] == 18  # 20% of each class
+
+
+def test_folder_with_empty_class_and_non_image(tmp_path, capsys):
+    _png_tree(tmp_path / "a", {"cat": 3, "dog": 3})
+    (tmp_path / "a" / "bird").mkdir()
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'a'}", "--out", str(tmp_path / "r"))
+    assert code == 2 and "bird" in _error_line(err)
+    _png_tree(tmp_path / "b", {"cat": 3, "dog": 3})
+    (tmp_path / "b" / "dog" / "notes.png").write_text("not an image")
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'b'}", "--out", str(tmp_path / "r"))
+    assert code == 2 and "notes.png" in _error_line(err)
+    assert not (tmp_path / "r").exists()
+
+
+def test_huge_learning_rate_stops_in_the_first_epoch(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--lr", "1e6", "--epochs", "3", "--out", str(tmp_path))
+    assert code == 2
+    line = _error_line(err)
+    assert "epoch 1" in line and "learning rate" in line
+    run = only_run(tmp_path)
+    assert not (run / "metrics.json").exists()  # an unfinished run never looks like a success
+
+
+def test_console_script_exit_code_and_debug_traceback(tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab")
+    plain = subprocess.run([str(exe), "train", "--model", "nope", "--out", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert plain.returncode == 2 and plain.stderr.startswith("error: ") and "Traceback" not in plain.stderr
+    debug = subprocess.run([str(exe), "--debug", "train", "--model", "nope", "--out", str(tmp_path)],
+                           capture_output=True, text=True)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_models_summary_and_explain(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0 and "seed-cnn" in out and "resnet50" in out
+    code, out, _ = run_cli(capsys, "summary", "seed-cnn")
+    assert code == 0 and "(28 + 2*1 - 3)/1 + 1 = 28" in out
+    code, out, _ = run_cli(capsys, "summary", "resnet50", "--input", "3x224x224", "--json")
+    assert code == 0 and json.loads(out)
+    code, out, _ = run_cli(capsys, "explain", "conv")
+    assert code == 0 and "40" in out and "25" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="needs Debian's dataset-fashion-mnist")
+def test_full_fashion_mnist_ten_epochs_reaches_91_percent(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "train", "--data", "fashion-mnist", "--epochs", "10", "--out", str(tmp_path))
+    assert code == 0, err
+    metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.91
