@@ -254,8 +254,7 @@ class Trainer:
         return signal.signal(signal.SIGINT, on_sigint)
 
     def _raise_interrupted(self) -> None:
-        saved = [s for s in (getattr(cb, "on_interrupt")(self) for cb in self.callbacks
-                             if hasattr(cb, "on_interrupt")) if s]
+        saved = [s for s in (cb.on_interrupt(self) for cb in self.callbacks if hasattr(cb, "on_interrupt")) if s]
         where = str(saved[0]) if saved else None
         at = f"epoch {self.epoch + 1}, step {self.step_in_epoch}"
         if where is None:

@@ -18,7 +18,7 @@ def pick_device(name: str = "auto") -> torch.device:
     Args:
         name: auto | cpu | cuda | cuda:N | mps.
     """
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    mps = _mps_available()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps else "cpu")
     try:
@@ -64,7 +64,8 @@ def rng_state() -> dict[str, Any]:
                        "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
              "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64),
                         "gauss_next": gauss_next},
-             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+             "mps": torch.mps.get_rng_state() if _mps_available() else None}
     return state
 
 
@@ -78,3 +79,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    if state.get("mps") is not None and _mps_available():
+        torch.mps.set_rng_state(state["mps"].cpu())
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
