@@ -1,0 +1,122 @@
+"""The training job through the Python API: exact resume, ensembles, model files, using a run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import cnnlab
+from cnnlab import pipeline
+from cnnlab.errors import CheckpointError
+from cnnlab.train.config import TrainConfig
+from cnnlab.train.engine import TrainingInterrupted
+
+# A small slice of the work keeps these tests quick: 2 epochs of the lecture CNN on the mini set.
+SMALL = dict(epochs=2, batch_size=256)
+
+
+class CtrlCAfterEpoch:
+    """Sends this process a real SIGINT at the end of one epoch, as a user pressing Ctrl-C would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, trainer, logs):
+        if logs["epoch"] == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_interrupted_and_resumed_run_equals_the_straight_run(tmp_path):
+    """Issue 5: 4 epochs straight == 2 epochs, Ctrl-C, --resume: bitwise identical weights on CPU."""
+    cfg = TrainConfig(epochs=4, batch_size=256, out=str(tmp_path / "straight"), augment={"translate": 2},
+                      schedule="cosine")
+    straight = pipeline.train(cfg)
+    cfg_cut = cfg.replace(out=str(tmp_path / "cut"))
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        pipeline.train(cfg_cut, callbacks=[CtrlCAfterEpoch(2)])
+    (cut_dir,) = (tmp_path / "cut").iterdir()
+    assert (cut_dir / "run.incomplete").exists() and not (cut_dir / "metrics.json").exists()
+    resumed = pipeline.resume(cut_dir)
+    a = load_file(str(straight.run_dir / "model.safetensors"))
+    b = load_file(str(resumed.run_dir / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["epoch"] for r in resumed.history.rows] == [1, 2, 3, 4]
+    assert resumed.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
+
+
+def test_resume_without_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    with pytest.raises(CheckpointError, match="checkpoint"):
+        pipeline.resume(run)
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="checkpoint.pt"):
+        pipeline.resume(run)
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json"]
+
+
+def test_same_seed_twice_gives_identical_weights(tmp_path):
+    one = cnnlab.train_run(**SMALL, out=str(tmp_path / "a"), verbose=False)
+    two = cnnlab.train_run(**SMALL, out=str(tmp_path / "b"), verbose=False)
+    a, b = (load_file(str(r.run_dir / "model.safetensors")) for r in (one, two))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    config = json.loads((one.run_dir / "config.json").read_text())
+    assert config["seed"] == 0 and config["deterministic"] is False
+
+
+def test_python_api_uses_a_finished_run(tmp_path):
+    result = cnnlab.train_run(**SMALL, out=str(tmp_path), verbose=False)
+    run = cnnlab.load_run(result.run_dir)
+    assert run.classes[0] == "T-shirt/top" and tuple(run.input_shape) == (1, 28, 28)
+    metrics = cnnlab.evaluate_run(result.run_dir)
+    assert metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
+    data = cnnlab.load_dataset("fashion-mnist-mini")
+    from PIL import Image
+
+    image = tmp_path / "bag.png"
+    Image.fromarray(data.x_test[data.y_test == 8][0, 0].numpy()).save(image)
+    ((path, top),) = cnnlab.predict_images(result.run_dir, [image])
+    assert path == str(image) and len(top) == 3
+    assert abs(sum(p for _, p in top)) <= 1.0 + 1e-6 and top[0][1] >= top[1][1] >= top[2][1]
+
+
+def test_model_file_trains_and_is_rebuilt_from_the_run(tmp_path):
+    model_file = tmp_path / "tiny.yaml"
+    model_file.write_text(
+        "input_shape: [1, 28, 28]\n"
+        "layers:\n"
+        "  - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}\n"
+        "  - MaxPool2D: {pool_size: 2}\n"
+        "  - Flatten\n"
+        "  - Dense: {units: 10}\n")
+    result = cnnlab.train_run(model=str(model_file), **SMALL, out=str(tmp_path / "runs"), verbose=False)
+    spec = json.loads((result.run_dir / "model.json").read_text())
+    assert "sequential" in json.dumps(spec)
+    run = cnnlab.load_run(result.run_dir)
+    assert run.model[0].conv.out_channels == 8
+
+
+def test_ensemble_trains_members_and_reports_each(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    assert main(["--quiet", "train", "--ensemble", "2", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    (root,) = tmp_path.iterdir()
+    members = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert members == ["member-1", "member-2"]
+    report = json.loads((root / "metrics.json").read_text())
+    seeds = [json.loads((root / m / "config.json").read_text())["seed"] for m in members]
+    assert seeds == [0, 1]
+    assert report["n_test"] == 1000 and 0 < report["test_accuracy"] <= 1
+    capsys.readouterr()
+    assert main(["--quiet", "ensemble", str(root / "member-1"), str(root / "member-2")]) == 0
+    table = capsys.readouterr().out
+    assert "member-1" in table and "member-2" in table and "mean" in table.lower()
