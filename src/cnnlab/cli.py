@@ -156,9 +156,9 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from cnnlab.explain.report import write_report
+    from cnnlab.predict import report_run
 
-    print(f"wrote {write_report(args.run)}")
+    print(f"wrote {report_run(args.run, data=args.data, data_dir=args.data_dir, examples=args.examples)}")
     return 0
 
 
@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="(re)write RUN/report.html")
     p.add_argument("run")
+    p.add_argument("--data", help="take the example images from this dataset instead of the run's own")
+    p.add_argument("--data-dir")
+    p.add_argument("--examples", type=int, default=4, help="test images shown with feature maps and Grad-CAM")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("ensemble", help="combine finished runs by averaging probabilities and by vote")

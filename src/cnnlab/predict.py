@@ -59,6 +59,23 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str 
     return metrics
 
 
+def report_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | None = None,
+               examples: int = 4) -> Path:
+    """(Re)write RUN/report.html, with top losses, feature maps and Grad-CAM from the run's test set.
+
+    Args:
+        run_dir: a finished run directory.
+        data: another dataset spec for the example images (same classes), default the run's own.
+        data_dir: where that dataset lives.
+        examples: how many test images get feature maps and Grad-CAM.
+    """
+    from cnnlab.explain.report import write_report
+
+    run = runs.load_run(run_dir)
+    dataset = _run_data(run, data, data_dir)
+    return write_report(run.path, run=run, test_data=(dataset.x_test, dataset.y_test), n_examples=examples)
+
+
 def predict_images(run_dir: str | Path, paths: Sequence[str | Path], *, top_k: int = 3
                    ) -> list[tuple[str, list[tuple[str, float]]]]:
     """Top-k classes with probabilities for image files (any size or mode, converted as in training).
