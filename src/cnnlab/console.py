@@ -74,7 +74,7 @@ class Progress:
                                    refresh=False)
         elif time.monotonic() - self._last_plain > 30:  # plain mode: a heartbeat every 30 s
             self._last_plain = time.monotonic()
-            self._write(f"  batch {logs['batch']}/{logs['num_batches']}  "
+            self._write(f"  batch {logs['batch']}/{logs['batches']}  "
                         f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}")
 
     def on_epoch_end(self, trainer, logs=None) -> None:

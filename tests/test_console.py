@@ -1,0 +1,47 @@
+"""The progress display: a bar on a terminal, plain lines in CI or a log file."""
+
+from __future__ import annotations
+
+import io
+
+from cnnlab.console import Progress, _format_epoch_line
+
+BATCH = {"epoch": 1, "epochs": 2, "batch": 7, "batches": 40, "loss": 0.5, "accuracy": 0.8, "lr": 1e-3}
+EPOCH = {"epoch": 1, "train_loss": 0.51234, "train_acc": 0.81, "val_loss": 0.4, "val_acc": 0.85,
+         "lr": 1e-3, "seconds": 3.25}
+
+
+class FakeTrainer:
+    train_batches = range(40)
+    epoch = 0
+
+
+def test_plain_lines_when_not_a_terminal():
+    out = io.StringIO()
+    progress = Progress(epochs=2, stream=out)  # StringIO is no TTY: plain mode
+    progress.on_epoch_begin(FakeTrainer(), {"epoch": 1})
+    progress._last_plain -= 31  # the 30-second heartbeat is due
+    progress.on_batch_end(FakeTrainer(), BATCH)
+    progress.on_epoch_end(FakeTrainer(), EPOCH)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "  batch 7/40  loss 0.5000  acc 0.8000"
+    assert lines[1] == "epoch 1/2  loss 0.5123  acc 0.8100  val_loss 0.4000  val_acc 0.8500  lr 1.00e-03  3.2s"
+
+
+def test_bar_mode_writes_the_epoch_line_and_quiet_writes_nothing():
+    out = io.StringIO()
+    progress = Progress(epochs=2, stream=out, bar=True)
+    progress.on_epoch_begin(FakeTrainer(), {"epoch": 1})
+    progress.on_batch_end(FakeTrainer(), BATCH)
+    progress.on_epoch_end(FakeTrainer(), EPOCH)
+    assert "epoch 1/2  loss 0.5123" in out.getvalue()
+    silent = io.StringIO()
+    quiet = Progress(epochs=2, stream=silent, quiet=True)
+    for hook, logs in (("on_epoch_begin", {"epoch": 1}), ("on_batch_end", BATCH), ("on_epoch_end", EPOCH)):
+        getattr(quiet, hook)(FakeTrainer(), logs)
+    assert silent.getvalue() == ""
+
+
+def test_epoch_line_skips_missing_validation():
+    line = _format_epoch_line({**EPOCH, "val_loss": None, "val_acc": float("nan")}, 5)
+    assert "val" not in line and line.startswith("epoch 1/5")
