@@ -25,6 +25,16 @@ _spec.loader.exec_module(recipe)  # the one place the golden recipe and test siz
 NAMES = [info.name for info in zoo.list_models()]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on the 2 shared CI cores, OpenMP's spinning threads slow these
+    many small convolutions down tenfold when other processes compete for the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def golden(name: str) -> dict:
     path = GOLDEN / f"{name}.json"
     if not path.exists():
@@ -37,10 +47,10 @@ def golden(name: str) -> dict:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_backward(name):
-    size = recipe.golden_input_size(name)
+    args = recipe.golden_args(name)
     torch.manual_seed(0)
-    model = zoo.create(name, num_classes=10, input_size=size).train()
-    assert model.input_shape == (model.input_shape[0], *size)
+    model = zoo.create(name, num_classes=10, **args).train()
+    assert list(model.input_shape[1:]) == args["input_size"]
     x = torch.randn(2, *model.input_shape)
     out = model(x)
     assert out.shape == (2, 10)
@@ -54,17 +64,16 @@ def test_forward_backward(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_golden_output(name):
     expected = golden(name)
-    assert expected["input_size"] == list(recipe.golden_input_size(name))
-    _, logits = recipe.golden_logits(name, tuple(expected["input_size"]))
+    assert expected["args"] == recipe.golden_args(name)
+    _, logits = recipe.golden_logits(name, expected["args"])
     torch.testing.assert_close(logits, torch.tensor(expected["logits"], dtype=torch.float64),
                                rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_summary_and_spec(name):
-    size = recipe.golden_input_size(name)
     with torch.device("meta"):  # shapes and counts only: no memory, no arithmetic
-        model = zoo.create(name, input_size=size)
+        model = zoo.create(name, **recipe.golden_args(name))
         summary = summarize(model, model.input_shape)
         again = zoo.create_from_spec(json.loads(json.dumps(model.spec)))  # as a run rebuilds it
     assert summary.rows[-1].output_shape == (10,)
@@ -138,6 +147,12 @@ def test_resnet_stem_follows_the_input_size():
     assert forced.conv1.kernel_size == (7, 7) and forced.layer4.output_shape == (512, 1, 1)
     with pytest.raises(ConfigError, match="stem"):
         zoo.create("resnet18", stem="cifar")
+
+
+def test_resnet_max_pool_pads_like_torchvision():
+    model = zoo.create("resnet18", input_size=64)
+    x = torch.relu(torch.randn(2, 64, 32, 32))  # the stem's pool always sees post-ReLU values
+    torch.testing.assert_close(model.maxpool(x), torch.nn.functional.max_pool2d(x, 3, 2, padding=1))
 
 
 def test_zero_init_residual_makes_each_block_start_as_its_shortcut():

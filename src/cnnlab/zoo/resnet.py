@@ -17,7 +17,7 @@ what cnnlab's BatchNorm takes) and epsilon 1e-5.
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.layers import Activation, BatchNorm, Conv2D, Dense, GlobalAvgPool2D, Layer, MaxPool2D
+from cnnlab.layers import Activation, BatchNorm, Conv2D, Dense, GlobalAvgPool2D, Layer, MaxPool2D, ZeroPadding2D
 from cnnlab.model import Sequential
 from cnnlab.zoo.registry import register
 
@@ -118,9 +118,9 @@ class ResNet(nn.Module):
         super().__init__()
         if stem == "imagenet":
             self.conv1 = _conv(64, 7, stride=2)  # 224 -> 112
-            # 112 -> 56; torchvision pads 1 on each side, 'same' pads 1 bottom/right: same shape, and
-            # no parameters, so the published counts hold
-            self.maxpool = MaxPool2D(3, strides=2, padding="same")
+            # 112 -> 56 with torchvision's padding of 1 on every side (Keras' ResNet50 does the same):
+            # the input is post-ReLU, >= 0, so zero padding never wins a max, exactly like -inf
+            self.maxpool = Sequential([ZeroPadding2D(1), MaxPool2D(3, strides=2)])
         else:
             self.conv1 = _conv(64, 3)  # 32 -> 32
             self.maxpool = nn.Identity()
