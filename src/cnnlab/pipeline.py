@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -124,7 +125,7 @@ def test_batches(p_data: ImageDataset, mean, std, device, channels_last: bool = 
 
 def run_config(cfg: TrainConfig, device: torch.device) -> dict:
     """config.json: every setting plus the versions and hardware that produced the run."""
-    return {**cfg.to_dict(), "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
+    return {**cfg.to_dict(), "created": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
             "python_version": platform.python_version(), "device_used": str(device)}
 
 

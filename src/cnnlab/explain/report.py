@@ -62,7 +62,8 @@ def _pct(x) -> str:
 
 def _header(name, config, metrics, history) -> str:
     versions = {k: v for k, v in _flatten(config).items() if "version" in k.lower()}
-    versions.setdefault("cnnlab", __version__)
+    if not any(_version_label(k) == "cnnlab" for k in versions):
+        versions["cnnlab"] = __version__
     date = next((str(config[k]) for k in ("created", "date", "started", "time") if k in config),
                 None)
     model = config.get("model", "?")
