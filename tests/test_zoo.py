@@ -206,6 +206,8 @@ def test_bad_arguments_are_config_errors():
         zoo.create("lenet5", input_size=(32, 32, 3))
     with pytest.raises(ConfigError, match="num_classes"):
         zoo.create("lenet5", num_classes=0)
+    with pytest.raises(ConfigError, match="in_channels"):
+        zoo.create("lenet5", in_channels="3")
     with pytest.raises(ConfigError, match="zoo spec"):
         zoo.create_from_spec({"sequential": {}})
 

@@ -1,6 +1,8 @@
 """features -> avgpool -> classifier: the layout torchvision draws LeNet-like, AlexNet and VGG in.
 
 Shared by lenet.py, alexnet.py and vgg.py so each of those reads as its paper's layer list.
+Weights start as every cnnlab layer's do (Keras' glorot_uniform, zero biases), not as the papers'
+(AlexNet's N(0, 0.01) with some biases at 1); `cnnlab train --init he_normal` re-initialises.
 """
 
 from torch import nn

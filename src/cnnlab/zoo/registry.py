@@ -109,12 +109,11 @@ def create(
     """
     factory = _lookup(name)
     native = _INFO[name].input_shape
-    in_channels = native[0] if in_channels is None else int(in_channels)
+    in_channels = native[0] if in_channels is None else in_channels
     size = _size_pair(native[1:] if input_size is None else input_size, name)
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ConfigError(f"num_classes {num_classes!r} for model {name!r} must be a positive int")
-    if in_channels < 1:
-        raise ConfigError(f"in_channels {in_channels!r} for model {name!r} must be a positive int")
+    for what, value in (("num_classes", num_classes), ("in_channels", in_channels)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{what} {value!r} for model {name!r} must be a positive int, like 10")
     standard = ("num_classes", "in_channels", "input_size")
     accepted = [p for p in inspect.signature(factory).parameters if p not in standard]
     unknown = [k for k in kw if k not in accepted]
