@@ -173,9 +173,10 @@ def test_console_script_exit_code_and_debug_traceback(tmp_path):
     plain = subprocess.run([str(exe), "train", "--model", "nope", "--out", str(tmp_path)],
                            capture_output=True, text=True)
     assert plain.returncode == 2 and plain.stderr.startswith("error: ") and "Traceback" not in plain.stderr
-    debug = subprocess.run([str(exe), "--debug", "train", "--model", "nope", "--out", str(tmp_path)],
-                           capture_output=True, text=True)
-    assert debug.returncode != 0 and "Traceback" in debug.stderr
+    for argv in (["--debug", "train"], ["train", "--quiet", "--debug"]):  # before or after the subcommand
+        debug = subprocess.run([str(exe), *argv, "--model", "nope", "--out", str(tmp_path)],
+                               capture_output=True, text=True)
+        assert debug.returncode != 0 and "Traceback" in debug.stderr
 
 
 def test_models_summary_and_explain(capsys):

@@ -187,41 +187,48 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cnnlab", description="CNNs for image classification, as the lectures teach them.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
-    parser.add_argument("--quiet", action="store_true", help="no progress output")
+    # --debug and --quiet work before or after the subcommand (cnnlab --quiet train / cnnlab train --quiet)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks and debug logging")
+    common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
+    parser = argparse.ArgumentParser(prog="cnnlab", parents=[common],
+                                     description="CNNs for image classification, as the lectures teach them.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model and write a run directory")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = command("train", help="train a model and write a run directory")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its checkpoint")
     add_train_flags(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test loss/accuracy, confusion matrix and top losses of a run")
+    p = command("evaluate", help="test loss/accuracy, confusion matrix and top losses of a run")
     p.add_argument("run")
     p.add_argument("--data", help="evaluate on this dataset instead of the run's own")
     p.add_argument("--data-dir")
     p.add_argument("--tta", choices=["flip", "flip-translate"], help="test-time augmentation")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("predict", help="top classes with probabilities for image files")
+    p = command("predict", help="top classes with probabilities for image files")
     p.add_argument("run")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("summary", help="layer table with output shapes and the arithmetic behind them")
+    p = command("summary", help="layer table with output shapes and the arithmetic behind them")
     p.add_argument("model", help="zoo name, model YAML/JSON file, or run directory")
     p.add_argument("--input", type=_shape, help="input shape CxHxW, e.g. 1x28x28")
     p.add_argument("--classes", type=int, default=None, help="output classes for a zoo model (default 10)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("models", help="list the model zoo")
+    p = command("models", help="list the model zoo")
     p.set_defaults(func=cmd_models)
 
-    p = sub.add_parser("explain", help="the sliding-window computation step by step")
+    p = command("explain", help="the sliding-window computation step by step")
     p.add_argument("what", choices=["conv", "pool"])
     p.add_argument("--input", help="matrix rows separated by ';', e.g. '0,1,7,5;5,5,6,6;5,3,3,0;1,1,1,2'")
     p.add_argument("--kernel", help="conv filter, same format")
@@ -231,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["max", "avg", "min"], default="max")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("inspect", help="feature maps, filters and Grad-CAM of a run on one image")
+    p = command("inspect", help="feature maps, filters and Grad-CAM of a run on one image")
     p.add_argument("run")
     p.add_argument("image")
     p.add_argument("--layer", action="append", help="a layer name (repeatable); default: every convolution")
@@ -239,27 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for the PNGs (default RUN/inspect/<image>)")
     p.set_defaults(func=cmd_inspect)
 
-    p = sub.add_parser("report", help="(re)write RUN/report.html")
+    p = command("report", help="(re)write RUN/report.html")
     p.add_argument("run")
     p.add_argument("--data", help="take the example images from this dataset instead of the run's own")
     p.add_argument("--data-dir")
     p.add_argument("--examples", type=int, default=4, help="test images shown with feature maps and Grad-CAM")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("ensemble", help="combine finished runs by averaging probabilities and by vote")
+    p = command("ensemble", help="combine finished runs by averaging probabilities and by vote")
     p.add_argument("runs", nargs="+")
     p.add_argument("--data")
     p.add_argument("--data-dir")
     p.add_argument("--out", help="write the ensemble's metrics.json into this folder")
     p.set_defaults(func=cmd_ensemble)
 
-    p = sub.add_parser("lr-find", help="learning-rate range test: plot and suggested value")
+    p = command("lr-find", help="learning-rate range test: plot and suggested value")
     p.add_argument("--config")
     p.add_argument("--plot", default="lr-find.png", help="where to write the plot")
     add_train_flags(p)
     p.set_defaults(func=cmd_lr_find)
 
-    p = sub.add_parser("bench", help="speed measurements as JSON lines")
+    p = command("bench", help="speed measurements as JSON lines")
     p.add_argument("--device", default="auto")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--which", action="append", choices=["cpu-epoch", "time-to-accuracy", "gpu-recipe"])
@@ -275,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    args.debug, args.quiet = getattr(args, "debug", False), getattr(args, "quiet", False)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return args.func(args)
