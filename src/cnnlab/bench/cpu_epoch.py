@@ -1,0 +1,130 @@
+"""cpu-epoch: seconds per epoch of seed-cnn on Fashion-MNIST, cnnlab's engine vs the plain loop.
+
+Same model (zoo seed-cnn, same initial weights), batch 128, Adam 1e-3, the same training images;
+three settings timed in one process, alternating each round so that load from other processes
+hits all of them alike: the tutorial loop (plain_loop.py), cnnlab's Trainer in fp32, and cnnlab's
+Trainer in the fastest setting for the machine (train/fast.py: bf16 autocast + channels_last where
+the CPU has native bf16). By default a fixed number of batches is timed after a short untimed
+warm-up and seconds per epoch are extrapolated (`batches_timed` says so); `full=True` times
+whole epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from cnnlab.data import ImageDataset, TensorBatches
+from cnnlab.train.engine import Trainer
+from cnnlab.train.fast import fast_settings
+from cnnlab.train.optim import make_optimizer
+
+from cnnlab.bench.plain_loop import plain_epoch
+
+MODEL, BATCH, LR = "seed-cnn", 128, 1e-3  # the lecture's settings (../shared/BENCHMARKS.md)
+
+
+class _FirstBatches:
+    """The first n batches of a TensorBatches, with the methods the Trainer calls."""
+
+    def __init__(self, batches: TensorBatches, n: int):
+        self.batches, self.n = batches, min(n, len(batches))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def start_at(self, index: int) -> None:
+        self.batches.start_at(index)
+
+    def __iter__(self) -> Iterator:
+        for i, batch in enumerate(self.batches):
+            if i == self.n:
+                return
+            yield batch
+
+
+class _Stopwatch:
+    """Trainer callback: starts after `warmup` batches, stops at the end of training."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.t0, self.seconds = warmup, time.perf_counter(), 0.0
+
+    def on_batch_end(self, trainer: Trainer, logs: dict) -> None:
+        if logs["batch"] == self.warmup:
+            self.t0 = time.perf_counter()
+
+    def on_train_end(self, trainer: Trainer, logs: dict) -> None:
+        self.seconds = time.perf_counter() - self.t0
+
+
+def _model(seed: int, channels_last: bool = False) -> nn.Module:
+    from cnnlab import zoo
+
+    torch.manual_seed(seed)
+    model = zoo.create(MODEL)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def cnnlab_epoch(data: ImageDataset, *, precision: str, channels_last: bool, batches: int | None,
+                 warmup: int, seed: int = 0) -> tuple[float, int]:
+    """cnnlab's Trainer over TensorBatches on the CPU; returns (seconds, batches timed)."""
+    model = _model(seed, channels_last)
+    train_b = TensorBatches(data.x_train, data.y_train, BATCH, shuffle=True, seed=seed, mean=data.mean,
+                            std=data.std, channels_last=channels_last)
+    n = len(train_b) if batches is None else min(warmup + batches, len(train_b))
+    watch = _Stopwatch(warmup)
+    trainer = Trainer(model, nn.CrossEntropyLoss(), make_optimizer("adam", model, LR), None,
+                      train_batches=_FirstBatches(train_b, n), callbacks=[watch], precision=precision)
+    trainer.fit(1)
+    return watch.seconds, n - warmup
+
+
+def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150, warmup: int = 5) -> dict:
+    """Median seconds per epoch of the three settings over `runs` alternating rounds, and their ratios.
+
+    Args:
+        data: the training set (Fashion-MNIST for the published figure).
+        runs: rounds; each times plain, cnnlab fp32 and cnnlab fast once, in that order.
+        batches: batches timed per setting and round (None: the whole epoch after the warm-up);
+            seconds per epoch are extrapolated from them.
+        warmup: untimed batches before each timing.
+    """
+    fast = fast_settings("cpu")
+    per_epoch = math.ceil(len(data.x_train) / BATCH)
+    if batches is not None:
+        batches = min(batches, per_epoch)
+        warmup = min(warmup, per_epoch - batches)  # a small set: time what there is
+    mean = torch.tensor(data.mean).view(1, -1, 1, 1)
+    std = torch.tensor(data.std).view(1, -1, 1, 1)
+    x = (data.x_train.float() / 255 - mean) / std  # the tutorials' normalised float tensors (N, C, H, W)
+    y = data.y_train
+    samples: dict[str, list[float]] = {"plain": [], "cnnlab_fp32": [], "cnnlab_fast": []}
+    timed = 0
+    for r in range(runs):
+        seconds, timed = plain_epoch(_model(r), x, y, batch_size=BATCH, lr=LR, batches=batches, warmup=warmup, seed=r)
+        samples["plain"].append(seconds / timed * per_epoch)
+        seconds, timed = cnnlab_epoch(data, precision="fp32", channels_last=False, batches=batches, warmup=warmup, seed=r)
+        samples["cnnlab_fp32"].append(seconds / timed * per_epoch)
+        seconds, timed = cnnlab_epoch(data, precision=fast["precision"], channels_last=fast["channels_last"],
+                                      batches=batches, warmup=warmup, seed=r)
+        samples["cnnlab_fast"].append(seconds / timed * per_epoch)
+    median = {k: statistics.median(v) for k, v in samples.items()}
+    return {
+        "model": MODEL, "batch_size": BATCH, "optimizer": "adam", "lr": LR, "train_images": len(y),
+        "batches_per_epoch": per_epoch, "batches_timed": timed, "extrapolated": timed < per_epoch - warmup,
+        "fast_setting": {"precision": fast["precision"], "channels_last": fast["channels_last"]},
+        "plain_s_per_epoch": round(median["plain"], 3),
+        "cnnlab_fp32_s_per_epoch": round(median["cnnlab_fp32"], 3),
+        "cnnlab_fast_s_per_epoch": round(median["cnnlab_fast"], 3),
+        "ratio_fp32": round(median["cnnlab_fp32"] / median["plain"], 4),  # cnnlab fp32 / plain
+        "ratio_fast": round(median["cnnlab_fast"] / median["plain"], 4),  # cnnlab fast / plain (target <= 0.45)
+        "samples_s_per_epoch": {k: [round(s, 3) for s in v] for k, v in samples.items()},
+    }

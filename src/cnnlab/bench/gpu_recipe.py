@@ -1,0 +1,58 @@
+"""gpu-recipe: test accuracy (mean, min over seeds) and seconds of `--recipe fast|best` on a GPU.
+
+Timed as airbench times itself: the data already on the GPU (uint8, moved before the clock
+starts), one untimed warm-up run (cuDNN autotuning, allocator), then per seed the wall time of
+training plus test-time-augmented evaluation with the GPU synchronised at both ends.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+
+from cnnlab.bench.session import accuracy_on_test, timed, to_device, train_in_memory
+from cnnlab.data import ImageDataset
+from cnnlab.train.recipes import recipe_config, recipe_tta
+
+TARGETS = {"fast": (0.950, 2.5), "best": (0.962, 300.0)}  # (mean accuracy, seconds) on one H100, issue 6
+
+
+def recipe_run(data: ImageDataset, device: torch.device, recipe: str, seed: int, **overrides) -> tuple[float, float]:
+    """One seed on data (best already on device, see to_device): (test accuracy with the recipe's TTA, seconds of training + evaluation)."""
+    cfg = recipe_config(data.name, recipe, device, seed=seed, **overrides)
+    tta = recipe_tta(data.name, recipe, device)
+
+    def run() -> float:
+        session = train_in_memory(cfg, data, device)
+        return accuracy_on_test(session.model, cfg, data, device, tta)
+
+    accuracy, seconds = timed(run, device)
+    return float(accuracy), seconds
+
+
+def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs: int = 5, warmup: bool = True,
+                     **overrides) -> dict:
+    """Mean and minimum test accuracy and mean seconds over `runs` seeds (0..runs-1), after a warm-up.
+
+    Args:
+        data: the dataset in memory.
+        device: a CUDA device for the published figure (the code runs anywhere).
+        recipe: "fast" or "best".
+        runs: seeds.
+        warmup: one untimed run first (seed 1000, not among the scored seeds).
+        **overrides: TrainConfig fields over the recipe (e.g. epochs=1 for a smoke test).
+    """
+    data = to_device(data, device)  # before any clock starts
+    if warmup:
+        recipe_run(data, device, recipe, 1000, **overrides)
+    results = [recipe_run(data, device, recipe, seed, **overrides) for seed in range(runs)]
+    accs, secs = [a for a, _ in results], [s for _, s in results]
+    target_acc, target_s = TARGETS.get(recipe, (None, None))
+    return {
+        "recipe": recipe, "tta": recipe_tta(data.name, recipe, device),
+        "mean_accuracy": round(statistics.fmean(accs), 5), "min_accuracy": round(min(accs), 5),
+        "mean_seconds": round(statistics.fmean(secs), 3),
+        "accuracies": [round(a, 5) for a in accs], "seconds_per_run": [round(s, 3) for s in secs],
+        "target_accuracy": target_acc, "target_seconds": target_s,
+    }

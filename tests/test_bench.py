@@ -1,0 +1,132 @@
+"""`cnnlab bench` end to end on the CPU with a tiny budget: well-formed results, never timings."""
+
+import json
+import math
+
+import pytest
+import torch
+
+import cnnlab
+import cnnlab.zoo.fastnet  # noqa: F401  registers fastnet* (until zoo/__init__ imports it)
+from cnnlab.bench import BENCHES, run_bench
+from cnnlab.bench.plain_loop import plain_epoch
+from cnnlab.data import ImageDataset, load_dataset
+from cnnlab.errors import ConfigError, DatasetNotFound
+
+COMMON = ("bench", "device", "torch", "cnnlab", "python", "threads", "runs")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: two threads spinning at OpenMP barriers on a machine shared with other
+    test runs made these trainings several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small():
+    """1,024 training and 300 test images of the shipped mini Fashion-MNIST."""
+    d = load_dataset("fashion-mnist-mini")
+    return ImageDataset(d.name, d.classes, d.x_train[:1024], d.y_train[:1024], d.x_test[:300], d.y_test[:300])
+
+
+@pytest.fixture(scope="module")
+def lines(small):
+    """Every bench once, as the CLI would print them: one JSON line per result."""
+    printed = []
+    results = run_bench("cpu", runs=1, which=BENCHES, dataset=small, data="fashion-mnist-mini", batches=2,
+                        threads=1, on_result=lambda r: printed.append(json.dumps(r)), epochs=1, batch_size=128)
+    assert len(printed) == len(results) == 3
+    return printed
+
+
+def _by_name(lines):
+    return {json.loads(line)["bench"]: json.loads(line) for line in lines}
+
+
+def test_every_line_is_json_with_the_common_fields(lines):
+    for line in lines:
+        result = json.loads(line)
+        assert "\n" not in line
+        assert all(k in result for k in COMMON), result
+        assert result["cnnlab"] == cnnlab.__version__ and result["torch"] == torch.__version__
+        assert result["threads"] == 1
+        assert isinstance(result["device"], str) and result["device"]
+
+
+def test_cpu_epoch_figures(lines, small):
+    r = _by_name(lines)["cpu-epoch"]
+    assert r["runs"] == 1 and r["batches_timed"] == 2 and r["extrapolated"] is True
+    assert r["batches_per_epoch"] == 8  # 1,024 / 128
+    for key in ("plain_s_per_epoch", "cnnlab_fp32_s_per_epoch", "cnnlab_fast_s_per_epoch"):
+        assert r[key] > 0 and math.isfinite(r[key])
+    assert math.isclose(r["ratio_fast"], r["cnnlab_fast_s_per_epoch"] / r["plain_s_per_epoch"], rel_tol=2e-3)
+    assert math.isclose(r["ratio_fp32"], r["cnnlab_fp32_s_per_epoch"] / r["plain_s_per_epoch"], rel_tol=2e-3)
+    assert set(r["samples_s_per_epoch"]) == {"plain", "cnnlab_fp32", "cnnlab_fast"}
+    assert r["fast_setting"]["precision"] in ("fp32", "bf16")
+
+
+def test_time_to_accuracy_figures(lines):
+    r = _by_name(lines)["time-to-accuracy"]
+    assert r["recipe"] == "fast" and r["target"] == 0.91
+    assert len(r["accuracies_per_run"]) == 1 and len(r["accuracies_per_run"][0]) == 1  # epochs=1
+    assert 0 <= r["best_accuracy"] <= 1
+    assert all(s > 0 for s in r["epoch_seconds_per_run"][0])
+    if r["seconds"] is None:  # 8 steps on 1,024 images: 91% is not expected, and says so
+        assert r["reached"] == 0 and r["epochs_per_run"] == [None]
+    else:
+        assert r["seconds"] > 0
+
+
+def test_gpu_recipe_is_skipped_on_cpu(lines):
+    r = _by_name(lines)["gpu-recipe"]
+    assert r["skipped"] == "no CUDA device" and r["runs"] == 0
+
+
+def test_time_to_accuracy_counts_only_training_until_the_target(small):
+    from cnnlab.bench.time_to_accuracy import time_to_accuracy
+
+    out = time_to_accuracy(small, torch.device("cpu"), target=0.0, epochs=3, batch_size=256)
+    assert out["epoch"] == 1 and len(out["accuracies"]) == 1  # stopped at the first epoch reaching it
+    assert out["seconds"] == pytest.approx(out["epoch_seconds"][0])
+
+
+def test_plain_loop_times_the_batches_asked_and_trains(small):
+    from cnnlab import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create("seed-cnn")
+    before = [p.detach().clone() for p in model.parameters()]
+    x = small.x_train.float() / 255
+    seconds, timed = plain_epoch(model, x, small.y_train, batch_size=128, batches=3, warmup=1)
+    assert timed == 3 and seconds > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_unknown_bench_and_bad_counts():
+    with pytest.raises(ConfigError, match="cpu-epoch"):
+        run_bench("cpu", which=("gpu",))
+    with pytest.raises(ConfigError, match="runs"):
+        run_bench("cpu", runs=0)
+
+
+def test_missing_full_set_falls_back_to_mini_and_says_so(monkeypatch):
+    import cnnlab.data
+    from cnnlab.bench import _load
+
+    real = cnnlab.data.load_dataset
+
+    def fake(spec, *a, **kw):
+        if spec in ("fashion-mnist", "mnist"):
+            raise DatasetNotFound(f"{spec} is not in /nowhere")
+        return real(spec, *a, **kw)
+
+    monkeypatch.setattr(cnnlab.data, "load_dataset", fake)
+    data, described = _load("fashion-mnist", None)
+    assert data.name == "fashion-mnist-mini"
+    assert described.startswith("fashion-mnist-mini") and "not found" in described
+    with pytest.raises(DatasetNotFound, match="mnist"):  # only Fashion-MNIST has a shipped stand-in
+        _load("mnist", None)
