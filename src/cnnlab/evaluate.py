@@ -11,14 +11,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from cnnlab.atomic import write_text
 from cnnlab.errors import ConfigError, DataFormatError
 
 TTA_MODES = (None, "flip", "flip-translate")
@@ -176,29 +175,6 @@ def top_losses(probs, y, k: int = 16):
     return idx, values
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes via a temp file in the same folder, fsync and os.replace (never a half file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write UTF-8 text atomically (see write_bytes_atomic)."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None = None,
                   top: int = 16) -> dict:
     """Write metrics.json (merged into any existing one) and confusion.csv in the run directory.
@@ -252,8 +228,8 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
         except json.JSONDecodeError:
             merged = {}  # an unreadable old file is replaced, not trusted
     merged.update(metrics)
-    write_text_atomic(path, json.dumps(merged, indent=2) + "\n")
-    write_text_atomic(run_dir / "confusion.csv", confusion_csv(cm, classes))
+    write_text(path, json.dumps(merged, indent=2) + "\n")
+    write_text(run_dir / "confusion.csv", confusion_csv(cm, classes))
     return merged
 
 

@@ -17,12 +17,11 @@ the same YAML reader (JSON is YAML), so their errors carry line numbers as well.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from cnnlab.atomic import write_text
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.layers import Residual, layer_from_config
 from cnnlab.layers.base import check_arguments, closest, layer_class
@@ -180,9 +179,4 @@ def save_model_file(model: Sequential, path) -> Path:
         text = json.dumps(config, indent=2) + "\n"
     else:
         text = yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, text)

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from cnnlab.atomic import fsync_dir
 from cnnlab.errors import DataFormatError
 from cnnlab.data.idx import maybe_gunzip
 
@@ -37,20 +38,6 @@ def sha256_of(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename durable; not possible (nor needed) on every platform."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _transfer(url: str, out, timeout: float, on_progress: ProgressFn | None) -> str:
@@ -131,7 +118,7 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str,
                                   f"expected; the file or the mirror is corrupt, try again later "
                                   f"or put a good copy at {dest}")
         os.replace(tmp, dest)
-        _fsync_dir(dest.parent)
+        fsync_dir(dest.parent)
     finally:
         tmp.unlink(missing_ok=True)
     return dest

@@ -19,7 +19,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cnnlab.evaluate import write_bytes_atomic
+from cnnlab.atomic import write_bytes
 
 DPI = 120  # pixels per inch of every saved PNG
 
@@ -76,7 +76,7 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, figure_png(fig))
+    write_bytes(path, figure_png(fig))
     return path
 
 

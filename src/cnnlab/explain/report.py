@@ -17,7 +17,7 @@ import torch
 
 from cnnlab import __version__
 from cnnlab.errors import CnnlabError, DataFormatError
-from cnnlab.evaluate import write_text_atomic
+from cnnlab.atomic import write_text
 from cnnlab.explain.confusion import confusion_figure, top_losses_figure
 from cnnlab.explain.curves import curves_figure, read_history
 from cnnlab.explain.gradcam import grad_cam, gradcam_figure
@@ -298,5 +298,5 @@ def write_report(run_dir, *, examples=None, test_data=None, run=None, n_examples
             f"<title>cnnlab report: {esc(run_dir.name)}</title><style>{css()}</style></head>"
             f'<body><main class="page">{body}</main></body></html>\n')
     path = run_dir / "report.html"
-    write_text_atomic(path, page)
+    write_text(path, page)
     return path

@@ -2,63 +2,17 @@
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from cnnlab.atomic import atomic_write
 from cnnlab.errors import CheckpointError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "cnnlab-checkpoint"
 _VERSION = 1
-
-
-def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
-    """Write a file via a temporary one in the same folder: flush, fsync, os.replace, fsync the folder.
-
-    Readers (and a process killed at any point) see either the old complete file or the new
-    complete file, never a partial one. Leftover temporaries of killed writers are removed.
-
-    Args:
-        path: the destination file.
-        write: called with the open binary temporary file; writes the whole content.
-    """
-    path = Path(path)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}."
-    for stale in folder.glob(f"{prefix}*.tmp"):  # from a writer killed mid-write
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)  # make the rename itself durable
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    """fsync a directory so a rename in it survives a power loss (no-op where unsupported, e.g. Windows)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
