@@ -225,8 +225,8 @@ def _finish(cfg: TrainConfig, p: Prepared, trainer: Trainer, run_dir: Path) -> T
     model.eval()
     runs.save_weights(run_dir, model)
     test_b = test_batches(p.data, p.mean, p.std, trainer.device, cfg.channels_last)
-    probs, y = predict_proba(model, test_b, trainer.device)
-    metrics = write_metrics(run_dir, probs, y, p.data.classes)
+    probs, y = predict_proba(model, test_b, trainer.device, tta=cfg.tta)
+    metrics = write_metrics(run_dir, probs, y, p.data.classes, tta=cfg.tta)
     save_curves(run_dir / "history.csv", run_dir / "curves.png",
                 title=f"{p.spec.get('zoo', 'model')} on {cfg.data}")
     runs.mark_complete(run_dir)

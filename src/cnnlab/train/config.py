@@ -17,6 +17,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
 INITS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+TTAS = ("flip", "flip-translate")
 
 
 def _f(default: Any, help: str) -> Any:
@@ -72,7 +73,8 @@ class TrainConfig:
     init: str | None = _f(None, "weight init of Conv/Dense: he_normal, he_uniform, glorot_normal, "
                                 "glorot_uniform, lecun_normal, lecun_uniform (None = the layers' own)")
     ema: float | None = _f(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999)")
-    augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, crop: 4} (None = off)")
+    augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, translate: 2, cutout: 8} (None = off)")
+    tta: str | None = _f(None, "test-time augmentation at evaluation: flip or flip-translate (None = off)")
     # stopping
     early_stopping_patience: int | None = _f(None, "stop after this many epochs without val_loss improvement")
     min_delta: float = _f(0.0, "smallest val_loss decrease that counts as an improvement")
@@ -98,6 +100,8 @@ class TrainConfig:
         check_choice("device", self.device, DEVICES)
         if self.init is not None:
             check_choice("weight init", self.init, INITS)
+        if self.tta is not None:
+            check_choice("test-time augmentation", self.tta, TTAS)
         for name in ("epochs", "batch_size", "ensemble", "step_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}: set a positive value")
