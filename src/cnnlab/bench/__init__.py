@@ -33,7 +33,7 @@ def _load(data: str, data_dir: str | None):
         return load_dataset("fashion-mnist-mini"), note
 
 
-def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] = BENCHES, data_dir: str | None = None,
+def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None = BENCHES, data_dir: str | None = None,
               on_result: Callable[[dict], None] | None = None, *, full: bool = False, batches: int = 150,
               data: str = "fashion-mnist", dataset=None, threads: int | None = None, **overrides) -> list[dict]:
     """Run the chosen measurements; each result goes to on_result as soon as it exists, and all are returned.
@@ -42,7 +42,7 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] = BENCHE
         device: auto | cpu | cuda | cuda:N | mps for time-to-accuracy and gpu-recipe (cpu-epoch is
             always on the CPU).
         runs: rounds of cpu-epoch, seeds of time-to-accuracy and of each gpu-recipe.
-        which: any of "cpu-epoch", "time-to-accuracy", "gpu-recipe".
+        which: any of "cpu-epoch", "time-to-accuracy", "gpu-recipe"; None or empty for all.
         data_dir: where the Fashion-MNIST files are (else the usual places; never downloads).
         on_result: called with each result dict (the CLI prints json.dumps of it).
         full: cpu-epoch times whole epochs instead of `batches` batches per setting and round.
@@ -59,6 +59,7 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] = BENCHE
     from cnnlab.train.fast import set_cpu_threads
     from cnnlab.train.reproduce import pick_device
 
+    which = tuple(which or BENCHES)
     unknown = [w for w in which if w not in BENCHES]
     if unknown:
         raise ConfigError(f"unknown bench {unknown[0]!r}: choose from {', '.join(BENCHES)}")

@@ -18,8 +18,12 @@ from cnnlab.train.recipes import recipe_config, recipe_tta
 TARGETS = {"fast": (0.950, 2.5), "best": (0.962, 300.0)}  # (mean accuracy, seconds) on one H100, issue 6
 
 
-def recipe_run(data: ImageDataset, device: torch.device, recipe: str, seed: int, **overrides) -> tuple[float, float]:
-    """One seed on data (best already on device, see to_device): (test accuracy with the recipe's TTA, seconds of training + evaluation)."""
+def recipe_run(data: ImageDataset, device: torch.device, recipe: str, seed: int,
+               **overrides) -> tuple[float, float]:
+    """One seed: (test accuracy with the recipe's TTA, seconds of training + evaluation).
+
+    data should already be on device (session.to_device), as airbench keeps it.
+    """
     cfg = recipe_config(data.name, recipe, device, seed=seed, **overrides)
     tta = recipe_tta(data.name, recipe, device)
 

@@ -3,8 +3,10 @@
 Figures each recipe reaches (test accuracy on the official 10,000 test images; `cnnlab bench`
 measures them; docs/speed.md has the commands and the raw numbers):
 
-- fashion-mnist fast, CPU: 91% test accuracy after its 2 epochs (91.05%, seed 0, 1 run so far) on
-  the 2-core AMD EPYC (avx512_bf16) this project is built on; seconds to 91%: see docs/speed.md.
+- fashion-mnist fast, CPU: 91% test accuracy after 2 of its 3 epochs in 2 of 3 seeds, after 3
+  in the third (91.22 / 91.03 / 90.80 -> 91.54%); training seconds to 91%: 11.5 / 11.4 / 16.7, median
+  11.5 s (3 runs, `cnnlab bench --which time-to-accuracy`), on the 2-core AMD EPYC (avx512_bf16,
+  2 threads, load average ~1.5) this project is built on. Keras' lecture recipe there: 105 s.
 - fashion-mnist fast, CUDA (the `on_cuda` part: airbench94's recipe on fastnet-large):
   not yet measured on GPU. Target: >= 95.0% mean over 5 seeds in <= 2.5 s on one H100.
 - fashion-mnist best (CUDA; airbench96-like, fastnet-xl): not yet measured on GPU. Target: >= 96.2%
@@ -39,8 +41,10 @@ _AIRBENCH94 = dict(batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, nest
 # val_split 0: a fixed budget needs no early stopping, so every training image is used.
 RECIPES: dict[tuple[str, str], dict] = {
     ("fashion-mnist", "fast"): dict(
-        # 2 epochs x 234 steps of 256: warm-up 0.4 epoch, cosine to 0; BN makes lr 0.2 safe
-        model="fastnet", epochs=2, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
+        # 3 epochs x 234 steps of 256: warm-up 0.4 epoch, cosine to 0; BN makes lr 0.2 safe. A 2-epoch
+        # budget ended at 90.6% (seed 0): too close to 91% to call, so 3 epochs, of which the
+        # first 2 usually already pass 91%; bs 512 / lr 0.4 was worse (89.7% after 2 epochs)
+        model="fastnet", epochs=3, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="cosine", warmup_epochs=0.4, label_smoothing=0.1, val_split=0.0,
         precision="bf16", channels_last=True, augment=None, tta=None,
         on_cuda=dict(model="fastnet-large", epochs=10, warmup_epochs=2.0, **_AIRBENCH94,
