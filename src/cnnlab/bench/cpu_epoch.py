@@ -65,6 +65,11 @@ class _Stopwatch:
         self.seconds = time.perf_counter() - self.t0
 
 
+def _sig(x: float, digits: int = 4) -> float:
+    """x to `digits` significant digits (seconds from a tiny smoke test keep their precision too)."""
+    return float(f"{x:.{digits}g}")
+
+
 def _model(seed: int, channels_last: bool = False) -> nn.Module:
     from cnnlab import zoo
 
@@ -123,10 +128,10 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
         "model": MODEL, "batch_size": BATCH, "optimizer": "adam", "lr": LR, "train_images": len(y),
         "batches_per_epoch": per_epoch, "batches_timed": timed, "extrapolated": timed < per_epoch - warmup,
         "fast_setting": {"precision": fast["precision"], "channels_last": fast["channels_last"]},
-        "plain_s_per_epoch": round(median["plain"], 3),
-        "cnnlab_fp32_s_per_epoch": round(median["cnnlab_fp32"], 3),
-        "cnnlab_fast_s_per_epoch": round(median["cnnlab_fast"], 3),
-        "ratio_fp32": round(median["cnnlab_fp32"] / median["plain"], 4),  # cnnlab fp32 / plain
-        "ratio_fast": round(median["cnnlab_fast"] / median["plain"], 4),  # cnnlab fast / plain (target <= 0.45)
-        "samples_s_per_epoch": {k: [round(s, 3) for s in v] for k, v in samples.items()},
+        "plain_s_per_epoch": _sig(median["plain"]),
+        "cnnlab_fp32_s_per_epoch": _sig(median["cnnlab_fp32"]),
+        "cnnlab_fast_s_per_epoch": _sig(median["cnnlab_fast"]),
+        "ratio_fp32": _sig(median["cnnlab_fp32"] / median["plain"]),  # cnnlab fp32 / plain
+        "ratio_fast": _sig(median["cnnlab_fast"] / median["plain"]),  # cnnlab fast / plain (target <= 0.45)
+        "samples_s_per_epoch": {k: [_sig(s) for s in v] for k, v in samples.items()},
     }
