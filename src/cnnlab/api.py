@@ -11,8 +11,10 @@ def resolve_config(values: dict[str, Any], source: str) -> TrainConfig:
     """Defaults < the named recipe's settings < the values given: the run's TrainConfig."""
     if values.get("recipe"):
         from cnnlab.train.recipes import recipe_overrides
+        from cnnlab.train.reproduce import pick_device
 
-        values = {**recipe_overrides(values.get("data", TrainConfig.data), values["recipe"]), **values}
+        device = pick_device(values.get("device", "auto"))  # a recipe has a GPU variant and CPU settings
+        values = {**recipe_overrides(values.get("data", TrainConfig.data), values["recipe"], device), **values}
     return TrainConfig.from_dict(values, source=source)
 
 
