@@ -125,3 +125,10 @@ def test_load_image_converts_like_training(tmp_path):
     (tmp_path / "x.png").write_text("text")
     with pytest.raises(DataFormatError, match="x.png is not an image"):
         load_image(tmp_path / "x.png", 1, 28)
+
+
+def test_load_image_of_a_missing_file_names_the_path(tmp_path):
+    with pytest.raises(DataFormatError, match=r"missing\.png does not exist.*check the image path"):
+        load_image(tmp_path / "missing.png", 1, 28)
+    with pytest.raises(DataFormatError, match="is not a file"):
+        load_image(tmp_path, 1, 28)

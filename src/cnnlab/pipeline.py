@@ -183,7 +183,7 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
     runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std)
     trainer = _trainer(cfg, p, run_dir, callbacks)
     seed_everything(cfg.seed, cfg.deterministic)  # the same RNG state at step 0, fresh or not
-    history = trainer.fit(cfg.epochs)
+    trainer.fit(cfg.epochs)
     return _finish(cfg, p, trainer, run_dir)
 
 

@@ -98,6 +98,8 @@ def load_image(path: str | os.PathLike, channels: int, size: int | tuple[int, in
     """
     _check_channels(channels)
     path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path} does not exist or is not a file: check the image path")
     with _open(path) as image:
         return _convert(image, path, channels, _size(size))
 
