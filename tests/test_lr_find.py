@@ -89,3 +89,15 @@ def test_bad_arguments_and_plot(tmp_path):
     assert ax.get_xscale() == "log" and len(ax.lines) == 3  # raw, smoothed, suggestion
     fig.savefig(tmp_path / "lr.png")
     assert (tmp_path / "lr.png").stat().st_size > 1000
+
+
+def test_plot_zooms_on_the_curve_not_the_divergence_spike():
+    from cnnlab.train.lr_find import LRFindResult
+
+    lrs = [1e-5 * 1.5 ** i for i in range(20)]
+    losses = [2.3 - 0.05 * i for i in range(19)] + [60.0]  # the last step diverged
+    result = LRFindResult(lrs, losses, losses[:19] + [5.0], suggestion=lrs[10], stopped="diverged")
+    ax = plot_lr_find(result).axes[0]
+    low, high = ax.get_ylim()
+    assert low < min(losses) and 2.3 < high < 5.0
+    assert ax.get_xlabel() == "learning rate (log scale)" and ax.get_xscale() == "log"

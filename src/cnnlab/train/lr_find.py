@@ -141,6 +141,10 @@ def plot_lr_find(result: LRFindResult):
         ax.axvline(result.suggestion, color="C3", linestyle="--",
                    label=f"suggested lr {result.suggestion:.2e}")
     ax.set_xscale("log")
+    if result.smoothed:
+        # zoom on the useful part: a diverging last step would otherwise flatten the whole curve
+        low, start = min(*result.smoothed, *result.losses), result.smoothed[0]
+        ax.set_ylim(low - 0.1 * (start - low) - 1e-3, start + 0.5 * (start - low) + 1e-3)
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")
     ax.set_title(f"learning-rate range test ({len(result.lrs)} steps, {result.stopped})")
