@@ -198,3 +198,32 @@ def test_full_fashion_mnist_ten_epochs_reaches_91_percent(tmp_path, capsys):
     assert code == 0, err
     metrics = json.loads((only_run(tmp_path) / "metrics.json").read_text())
     assert metrics["test_accuracy"] >= 0.91
+
+
+def test_lenet5_trains_on_28px_data_padded_to_its_32px_input(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--model", "lenet5", "--epochs", "1", "--out", str(tmp_path))
+    assert code == 0, err
+    model = json.loads((only_run(tmp_path) / "model.json").read_text())
+    assert model["input_shape"] == [1, 32, 32]
+
+
+def test_config_file_with_flags_over_it(tmp_path, capsys):
+    settings = tmp_path / "run.yaml"
+    settings.write_text("epochs: 1\nbatch_size: 256\nlr: 3e-3\noptimizer: adamw\nschedule: cosine\n")
+    code, _, err = run_cli(capsys, "train", "--config", str(settings), "--lr", "2e-3", "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    saved = json.loads((only_run(tmp_path / "r") / "config.json").read_text())
+    assert (saved["epochs"], saved["batch_size"], saved["optimizer"], saved["schedule"]) == (1, 256, "adamw", "cosine")
+    assert saved["lr"] == 2e-3  # the flag wins over the file
+    settings.write_text("epoch: 1\nlearning_rate: 0.1\n")  # learning_rate is Keras's name: accepted
+    code, _, err = run_cli(capsys, "train", "--config", str(settings), "--out", str(tmp_path / "bad"))
+    assert code == 2 and "unknown setting 'epoch'" in _error_line(err) and "did you mean 'epochs'" in err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_summary_of_a_model_file(tmp_path, capsys):
+    path = tmp_path / "m.yaml"
+    path.write_text("input_shape: [1, 28, 28]\nlayers:\n  - Conv2D: {filters: 4, kernel_size: 5}\n"
+                    "  - Flatten\n  - Dense: {units: 10}\n")
+    code, out, _ = run_cli(capsys, "summary", str(path))
+    assert code == 0 and "(28 + 2*0 - 5)/1 + 1 = 24" in out and "Total params: 23,154" in out

@@ -215,3 +215,10 @@ def test_regularization_loss_sums_outermost_modules_once():
     total = sum(m.weight.abs().sum() for m in model.modules() if isinstance(m, Reg))
     assert regularization_loss(model).item() == pytest.approx(total.item())
     assert regularization_loss(nn.Linear(2, 2)) is None
+
+
+def test_config_accepts_the_keras_names_learning_rate_and_validation_split():
+    from cnnlab.train.config import TrainConfig
+
+    cfg = TrainConfig.from_dict({"learning_rate": 0.01, "validation_split": 0.2})
+    assert (cfg.lr, cfg.val_split) == (0.01, 0.2)

@@ -18,6 +18,8 @@ INITS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_no
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TTAS = ("flip", "flip-translate")
+# the names Keras users type for a few settings (model.fit / optimizer arguments) -> ours
+KERAS_NAMES = {"learning_rate": "lr", "validation_split": "val_split"}
 
 
 def _f(default: Any, help: str) -> Any:
@@ -127,6 +129,7 @@ class TrainConfig:
         clean = {}
         for key, value in values.items():
             name = str(key).replace("-", "_")
+            name = KERAS_NAMES.get(name, name)
             if name not in names:
                 near = closest(name, names)
                 hint = f" (did you mean '{near}'?)" if near else ""

@@ -1,0 +1,90 @@
+"""Keras's workflow on a cnnlab Sequential: compile / fit / evaluate / predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.errors import ConfigError
+from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
+
+
+@pytest.fixture(scope="module")
+def data():
+    d = cnnlab.load_dataset("fashion-mnist-mini")
+    return d.x_train[:1200], d.y_train[:1200], d.x_test[:300], d.y_test[:300]
+
+
+def small_model() -> cnnlab.Sequential:
+    torch.manual_seed(0)
+    return cnnlab.Sequential([
+        Conv2D(8, 3, padding="same", activation="relu"), MaxPool2D(2),
+        Flatten(), Dense(32, activation="relu"), Dense(10),
+    ], input_shape=(1, 28, 28))
+
+
+def test_fit_returns_a_keras_history_and_learns(data):
+    x, y, x_test, y_test = data
+    model = small_model()
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x, y, epochs=3, batch_size=64, validation_split=0.2, verbose=0)
+    assert set(history.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert len(history.history["val_accuracy"]) == 3
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    loss, acc = model.evaluate(x_test, y_test)
+    with torch.no_grad():
+        direct = float(torch.nn.functional.cross_entropy(model(x_test.float() / 255), y_test))
+    assert acc > 0.5 and loss == pytest.approx(direct, rel=1e-4)
+
+
+def test_predict_gives_probabilities_in_numpy(data):
+    x, y, x_test, _ = data
+    model = small_model()
+    model.compile()
+    probs = model.predict(x_test[:7])
+    assert isinstance(probs, np.ndarray) and probs.shape == (7, 10)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert model.training  # predict restores the mode it found
+
+
+def test_one_hot_labels_and_numpy_inputs_as_the_lecture_writes_them(data):
+    x, y, _, _ = data
+    model = small_model()
+    model.compile(optimizer="sgd", loss="categorical_crossentropy", lr=0.05)
+    x_np = x.numpy().astype("float32") / 255.0  # the lecture's astype("float32") / 255
+    one_hot = np.eye(10, dtype="float32")[y.numpy()]
+    history = model.fit(x_np, one_hot, epochs=2, batch_size=128, verbose=0)
+    assert len(history.history["loss"]) == 2 and history.history["accuracy"][-1] > 0.3
+
+
+def test_a_second_fit_continues_counting_epochs(data):
+    x, y, _, _ = data
+    model = small_model()
+    model.compile()
+    model.fit(x, y, epochs=1, verbose=0)
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert history.epoch == [1, 2]
+
+
+def test_mistakes_get_one_clear_sentence(data):
+    x, y, _, _ = data
+    model = small_model()
+    with pytest.raises(ConfigError, match=r"call model.compile"):
+        model.fit(x, y)
+    with pytest.raises(ConfigError, match="mean_squared_error"):
+        model.compile(loss="mean_squared_error")
+    model.compile()
+    with pytest.raises(ConfigError, match="1200 images but 10 labels"):
+        model.fit(x, y[:10], verbose=0)
+    with pytest.raises(ConfigError, match="validation_split"):
+        model.fit(x, y, validation_split=1.5, verbose=0)
+
+
+def test_compiling_adds_no_layer(data):
+    model = small_model()
+    before = [name for name, _ in model.named_children()]
+    model.compile()
+    assert [name for name, _ in model.named_children()] == before
+    assert "_loss_fn" not in dict(model.named_modules())
