@@ -109,6 +109,8 @@ def test_ensemble_trains_members_and_reports_each(tmp_path, capsys):
     from cnnlab.cli import main
 
     assert main(["--quiet", "train", "--ensemble", "2", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean of members" in printed and "majority vote" in printed
     (root,) = tmp_path.iterdir()
     members = sorted(p.name for p in root.iterdir() if p.is_dir())
     assert members == ["member-1", "member-2"]

@@ -86,6 +86,10 @@ def cmd_train(args) -> int:
         result = pipeline.train(cfg, callbacks=[progress],
                                 on_download=console.download_bar(f"downloading {cfg.data}", args.quiet))
     m = result.metrics
+    if "member_results" in m:  # an ensemble: each member, their mean, and the combined models
+        from cnnlab.ensemble import format_table
+
+        print(format_table(m))
     print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  ({m['n_test']} images)")
     print(f"run saved in {result.run_dir}")
     return 0
