@@ -222,3 +222,11 @@ def test_config_accepts_the_keras_names_learning_rate_and_validation_split():
 
     cfg = TrainConfig.from_dict({"learning_rate": 0.01, "validation_split": 0.2})
     assert (cfg.lr, cfg.val_split) == (0.01, 0.2)
+
+
+def test_fused_kernels_by_default_on_the_cpu_where_torch_has_them():
+    model = torch.nn.Linear(3, 2)
+    for name in ("sgd", "adam", "adamw", "adagrad"):
+        assert make_optimizer(name, model, 1e-3).defaults["fused"] is True, name
+    assert not make_optimizer("rmsprop", model, 1e-3).defaults.get("fused")
+    assert not make_optimizer("adam", model, 1e-3, fused=False).defaults.get("fused")
