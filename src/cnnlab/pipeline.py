@@ -27,6 +27,7 @@ from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import History, Trainer
+from cnnlab.train.fast import compiled, configure_device
 from cnnlab.train.optim import make_optimizer
 from cnnlab.train.regularize import ModelEMA, init_weights
 from cnnlab.train.reproduce import pick_device, seed_everything
@@ -129,15 +130,30 @@ def run_config(cfg: TrainConfig, device: torch.device) -> dict:
             "python_version": platform.python_version(), "device_used": str(device)}
 
 
+def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=None, *,
+                 callbacks: Sequence[Any] = (), device: torch.device | str = "cpu") -> Trainer:
+    """The optimizer, per-batch schedule, EMA, loss and Trainer that cfg describes, for a model on `device`.
+
+    pipeline.train and the bench (bench/session.py) both build their trainers here, so the bench
+    times exactly what `cnnlab train` runs.
+    """
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
+    scheduler = make_scheduler(cfg.schedule, optimizer, len(train_batches), cfg.epochs, cfg.warmup_epochs,
+                               step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
+    ema = ModelEMA(model, cfg.ema) if cfg.ema else None
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    return Trainer(compiled(model, cfg.compile), loss_fn, optimizer, scheduler, train_batches=train_batches,
+                   val_batches=val_batches, callbacks=callbacks, device=device, precision=cfg.precision,
+                   grad_clip=cfg.grad_clip, ema=ema)
+
+
 def _trainer(cfg: TrainConfig, p: Prepared, run_dir: Path, extra_callbacks: Sequence[Any]) -> Trainer:
     device = pick_device(cfg.device)
+    configure_device(device)
     model = p.model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_b, val_b = _batches(cfg, p, device)
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
-    scheduler = make_scheduler(cfg.schedule, optimizer, len(train_b), cfg.epochs, cfg.warmup_epochs,
-                               step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
     callbacks: list[Any] = [cb.CSVHistory(run_dir / "history.csv")]
     if cfg.early_stopping_patience is not None:
         callbacks.append(cb.EarlyStopping("val_loss" if val_b else "loss", cfg.early_stopping_patience,
@@ -149,12 +165,7 @@ def _trainer(cfg: TrainConfig, p: Prepared, run_dir: Path, extra_callbacks: Sequ
         callbacks.append(cb.TensorBoard(run_dir / "tensorboard"))
     callbacks.append(cb.CheckpointCallback(run_dir / "checkpoint.pt"))
     callbacks.extend(extra_callbacks)
-    ema = ModelEMA(model, cfg.ema) if cfg.ema else None
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    fit_model = torch.compile(model) if cfg.compile else model
-    return Trainer(fit_model, loss_fn, optimizer, scheduler, train_batches=train_b, val_batches=val_b,
-                   callbacks=callbacks, device=device, precision=cfg.precision, grad_clip=cfg.grad_clip,
-                   ema=ema)
+    return make_trainer(cfg, model, train_b, val_b, callbacks=callbacks, device=device)
 
 
 def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,

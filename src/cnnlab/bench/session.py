@@ -1,7 +1,8 @@
 """Train a TrainConfig on a dataset already in memory, with no run directory: what the bench times.
 
-The same pieces as pipeline.train (zoo model, TensorBatches, make_optimizer, make_scheduler,
-ModelEMA, Trainer) so the bench measures cnnlab's real path, minus the files a run writes.
+The same pieces as pipeline.train (zoo model, TensorBatches, and pipeline.make_trainer for the
+optimizer, schedule, EMA and Trainer) so the bench measures cnnlab's real path, minus the files a
+run writes.
 """
 
 from __future__ import annotations
@@ -18,13 +19,12 @@ from cnnlab.data import ImageDataset, TensorBatches
 from cnnlab.data.augment import Augment
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import predict_proba
+from cnnlab.pipeline import make_trainer
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import Trainer
-from cnnlab.train.fast import compiled, configure_device
-from cnnlab.train.optim import make_optimizer
-from cnnlab.train.regularize import ModelEMA, init_weights
+from cnnlab.train.fast import configure_device
+from cnnlab.train.regularize import init_weights
 from cnnlab.train.reproduce import seed_everything
-from cnnlab.train.schedules import make_scheduler
 
 EpochHook = Callable[[int, float, nn.Module], bool]  # (epoch, train seconds so far, model) -> stop?
 
@@ -110,14 +110,14 @@ class _EpochHook:
     Time spent in the hook (e.g. evaluating on the test set) is outside the Trainer's epoch seconds.
     """
 
-    def __init__(self, hook: EpochHook, device: torch.device, session: Session, ema: ModelEMA | None):
-        self.hook, self.device, self.session, self.ema = hook, device, session, ema
+    def __init__(self, hook: EpochHook, session: Session):
+        self.hook, self.session = hook, session
 
     def on_epoch_end(self, trainer: Trainer, logs: dict) -> None:
         self.session.epoch_seconds.append(logs["seconds"])
         if self.hook is None:
             return
-        with self.ema.applied() if self.ema is not None else contextlib.nullcontext():
+        with trainer.ema.applied() if trainer.ema is not None else contextlib.nullcontext():
             stop = self.hook(logs["epoch"], sum(self.session.epoch_seconds), trainer.model)
         if stop:
             trainer.stop_training = self.session.stopped_early = True
@@ -165,18 +165,12 @@ def train_in_memory(cfg: TrainConfig, data: ImageDataset, device: torch.device |
     train_b = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, drop_last=True,
                             seed=cfg.seed, device=device, mean=data.mean, std=data.std, augment=augment,
                             channels_last=cfg.channels_last)
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
-    scheduler = make_scheduler(cfg.schedule, optimizer, len(train_b), cfg.epochs, cfg.warmup_epochs,
-                               step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
-    ema = ModelEMA(model, cfg.ema) if cfg.ema else None
     session = Session(model)
-    trainer = Trainer(compiled(model, cfg.compile), nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
-                      optimizer, scheduler, train_batches=_Synced(train_b, device),
-                      callbacks=[_EpochHook(on_epoch, device, session, ema)], device=device,
-                      precision=cfg.precision, grad_clip=cfg.grad_clip, ema=ema)
+    trainer = make_trainer(cfg, model, _Synced(train_b, device), callbacks=[_EpochHook(on_epoch, session)],
+                           device=device)
     trainer.fit(cfg.epochs)
-    if ema is not None:
-        ema.copy_to(model)  # the averaged weights are the ones scored
+    if trainer.ema is not None:
+        trainer.ema.copy_to(model)  # the averaged weights are the ones scored
     return session
 
 
