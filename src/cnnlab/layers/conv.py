@@ -7,12 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.layers.activations import make_activation
 from cnnlab.layers.base import Layer, register
 from cnnlab.layers.shapes import (
     check_windows, explicit_padding, padding_config, pair, same_pads, shape_str, windows,
 )
-from cnnlab.layers.weights import check_initializer, initialize, parse_regularizer, penalty
+from cnnlab.layers.weighted import WeightedLayer
 
 
 def compact(p: tuple[int, int]):
@@ -21,7 +20,7 @@ def compact(p: tuple[int, int]):
 
 
 @register("Convolution2D")
-class Conv2D(Layer):
+class Conv2D(WeightedLayer):
     """2-D convolution (cross-correlation, as in every framework) with Keras' arguments, NCHW.
 
     `.conv` is the nn.Conv2d whose output is the feature map; `.activation` turns it into the
@@ -43,6 +42,8 @@ class Conv2D(Layer):
         in_channels: input channels, to create the weights now instead of at build time.
     """
 
+    weight_module = "conv"
+
     def __init__(self, filters: int, kernel_size, strides=1, padding="valid", activation=None,
                  use_bias: bool = True, kernel_initializer: str = "glorot_uniform",
                  bias_initializer: str = "zeros", kernel_regularizer=None, dilation_rate=1,
@@ -57,14 +58,8 @@ class Conv2D(Layer):
         if min(*self.kernel_size, *self.strides, *self.dilation_rate) < 1:
             raise ConfigError("Conv2D kernel_size, strides and dilation_rate must be at least 1.")
         self.padding = explicit_padding(padding, "Conv2D")
-        self.activation_name = activation
-        self.activation = make_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = parse_regularizer(kernel_regularizer)
+        self._set_weight_options(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer)
         self.in_channels = in_channels
-        self.register_module("conv", None)
         if in_channels is not None:
             self._make_conv(in_channels)
 
@@ -80,9 +75,7 @@ class Conv2D(Layer):
             pad = (min(self.padding[0]), min(self.padding[1]))
         self.conv = nn.Conv2d(in_channels, self.filters, self.kernel_size, self.strides, pad,
                               self.dilation_rate, bias=self.use_bias)
-        initialize(self.conv.weight, self.kernel_initializer)
-        if self.use_bias:
-            initialize(self.conv.bias, self.bias_initializer)
+        self._initialize(self.conv)
 
     def _build(self, input_shape):
         self.need_rank(input_shape, 3, "put convolutions before Flatten() and Dense layers.")
@@ -121,12 +114,6 @@ class Conv2D(Layer):
             x = F.pad(x, pads)
         return self.activation(self.conv(x))
 
-    def regularization_loss(self) -> torch.Tensor:
-        """The kernel_regularizer's penalty on the weights (a 0-d zero when there is none)."""
-        if self.conv is None:
-            return torch.zeros(())
-        return penalty(self.conv.weight, self.kernel_regularizer)
-
     def arithmetic(self) -> list[str]:
         if not self.built:
             return []
@@ -140,10 +127,8 @@ class Conv2D(Layer):
     def get_config(self) -> dict:
         return {
             "filters": self.filters, "kernel_size": compact(self.kernel_size),
-            "strides": compact(self.strides), "padding": padding_config(self.padding), "activation": self.activation_name,
-            "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
-            "bias_initializer": self.bias_initializer, "kernel_regularizer": self.kernel_regularizer,
-            "dilation_rate": compact(self.dilation_rate), "in_channels": self.in_channels,
+            "strides": compact(self.strides), "padding": padding_config(self.padding),
+            **self._weight_config(), "dilation_rate": compact(self.dilation_rate), "in_channels": self.in_channels,
         }
 
 

@@ -11,7 +11,7 @@ from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.layers.activations import make_activation
 from cnnlab.layers.base import Layer, register
 from cnnlab.layers.shapes import shape_str
-from cnnlab.layers.weights import check_initializer, initialize, parse_regularizer, penalty
+from cnnlab.layers.weighted import WeightedLayer
 
 
 @register("InputLayer")
@@ -57,7 +57,7 @@ class Flatten(Layer):
 
 
 @register()
-class Dense(Layer):
+class Dense(WeightedLayer):
     """Fully connected layer: y = activation(x W^T + b); its input size is inferred at build.
 
     `.linear` is the nn.Linear, `.activation` the activation (nn.Identity when None). Weights start
@@ -72,6 +72,8 @@ class Dense(Layer):
         in_features: input size, to create the weights now instead of at build time.
     """
 
+    weight_module = "linear"
+
     def __init__(self, units: int, activation=None, use_bias: bool = True,
                  kernel_initializer: str = "glorot_uniform", bias_initializer: str = "zeros",
                  kernel_regularizer=None, in_features: int | None = None):
@@ -79,22 +81,14 @@ class Dense(Layer):
         if isinstance(units, bool) or not isinstance(units, int) or units < 1:
             raise ConfigError(f"Dense units must be a positive whole number, got {units!r}.")
         self.units = units
-        self.activation_name = activation
-        self.activation = make_activation(activation)
-        self.use_bias = bool(use_bias)
-        self.kernel_initializer = check_initializer(kernel_initializer, "kernel_initializer")
-        self.bias_initializer = check_initializer(bias_initializer, "bias_initializer")
-        self.kernel_regularizer = parse_regularizer(kernel_regularizer)
+        self._set_weight_options(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer)
         self.in_features = in_features
-        self.register_module("linear", None)
         if in_features is not None:
             self._make_linear(in_features)
 
     def _make_linear(self, in_features: int) -> None:
         self.linear = nn.Linear(in_features, self.units, bias=self.use_bias)
-        initialize(self.linear.weight, self.kernel_initializer)
-        if self.use_bias:
-            initialize(self.linear.bias, self.bias_initializer)
+        self._initialize(self.linear)
 
     def _build(self, input_shape):
         if len(input_shape) != 1:
@@ -116,17 +110,9 @@ class Dense(Layer):
         self.ensure_built(x)
         return self.activation(self.linear(x))
 
-    def regularization_loss(self) -> torch.Tensor:
-        """The kernel_regularizer's penalty on the weights (a 0-d zero when there is none)."""
-        if self.linear is None:
-            return torch.zeros(())
-        return penalty(self.linear.weight, self.kernel_regularizer)
-
     def get_config(self) -> dict:
         return {
-            "units": self.units, "activation": self.activation_name, "use_bias": self.use_bias,
-            "kernel_initializer": self.kernel_initializer, "bias_initializer": self.bias_initializer,
-            "kernel_regularizer": self.kernel_regularizer, "in_features": self.in_features,
+            "units": self.units, **self._weight_config(), "in_features": self.in_features,
         }
 
 
