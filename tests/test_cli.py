@@ -227,3 +227,23 @@ def test_summary_of_a_model_file(tmp_path, capsys):
                     "  - Flatten\n  - Dense: {units: 10}\n")
     code, out, _ = run_cli(capsys, "summary", str(path))
     assert code == 0 and "(28 + 2*0 - 5)/1 + 1 = 24" in out and "Total params: 23,154" in out
+
+
+def test_folder_of_real_fashion_images_learns(tmp_path, capsys):
+    """Fashion-MNIST images saved as PNG files, one folder per class: a real image tree."""
+    from cnnlab.data import load_dataset
+
+    data = load_dataset("fashion-mnist-mini")
+    for label in (1, 5, 8):  # trouser, sandal, bag: clearly different shapes
+        name = data.classes[label].replace("/", "-")
+        for split, x, y in (("train", data.x_train, data.y_train), ("test", data.x_test, data.y_test)):
+            folder = tmp_path / "tree" / split / name
+            folder.mkdir(parents=True)
+            for i, image in enumerate(x[y == label][:60 if split == "train" else 30]):
+                Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'tree'}", "--epochs", "5",
+                           "--batch-size", "32", "--val-split", "0", "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    metrics = json.loads((only_run(tmp_path / "runs") / "metrics.json").read_text())
+    assert metrics["classes"] == ["Bag", "Sandal", "Trouser"] and metrics["n_test"] == 90
+    assert metrics["test_accuracy"] >= 0.8  # chance is 0.33
