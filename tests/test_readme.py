@@ -1,0 +1,25 @@
+"""The README's Python tour runs as written (with one epoch instead of several)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PIL import Image
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+    quick = re.sub(r"epochs=\d+", "epochs=1", code)
+    assert quick.count("epochs=1") == 2, "the README's example changed: update this test's edits"
+    monkeypatch.chdir(tmp_path)  # the run directory goes to tmp_path/runs
+    from cnnlab.data import load_dataset
+
+    data = load_dataset("fashion-mnist-mini")
+    Image.fromarray(data.x_test[data.y_test == 7][0, 0].numpy()).save("shoe.png")
+    exec(compile(quick, str(README), "exec"), {})
+    out = capsys.readouterr().out
+    assert "Total params" in out and "shoe.png" in out
+    assert len(list((tmp_path / "runs").iterdir())) == 1
