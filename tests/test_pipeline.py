@@ -122,3 +122,40 @@ def test_ensemble_trains_members_and_reports_each(tmp_path, capsys):
     assert main(["--quiet", "ensemble", str(root / "member-1"), str(root / "member-2")]) == 0
     table = capsys.readouterr().out
     assert "member-1" in table and "member-2" in table and "mean" in table.lower()
+
+
+def test_cli_run_killed_at_random_moments_always_resumes(tmp_path):
+    """SIGKILL `cnnlab train` at random moments (mid-epoch, mid-checkpoint, mid-finish); resume each time."""
+    import random
+    import subprocess
+    import sys
+    import time
+
+    exe = str(Path(sys.executable).with_name("cnnlab"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([exe, "--quiet", "train", "--epochs", "4", "--batch-size", "512",
+                             "--out", str(tmp_path)], env=env, stderr=subprocess.DEVNULL)
+    rng = random.Random(0)
+    kills = 0
+    while True:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not list(tmp_path.glob("*/checkpoint.pt")):
+            time.sleep(0.05)
+        if proc.poll() is None:
+            time.sleep(rng.uniform(0.0, 2.5))
+        if proc.poll() is not None:
+            break  # finished before the kill landed
+        proc.kill()
+        proc.wait()
+        kills += 1
+        (run,) = tmp_path.iterdir()
+        assert (run / "checkpoint.pt").exists()
+        proc = subprocess.Popen([exe, "--quiet", "train", "--resume", str(run)], env=env,
+                                stderr=subprocess.DEVNULL)
+        if kills == 4:
+            break
+    assert proc.wait() == 0
+    (run,) = tmp_path.iterdir()
+    assert kills >= 2, kills
+    assert (run / "metrics.json").exists() and not (run / "run.incomplete").exists()
+    assert [r["epoch"] for r in cnnlab.load_run(run).history] == [1, 2, 3, 4]
