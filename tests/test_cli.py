@@ -247,3 +247,15 @@ def test_folder_of_real_fashion_images_learns(tmp_path, capsys):
     metrics = json.loads((only_run(tmp_path / "runs") / "metrics.json").read_text())
     assert metrics["classes"] == ["Bag", "Sandal", "Trouser"] and metrics["n_test"] == 90
     assert metrics["test_accuracy"] >= 0.8  # chance is 0.33
+
+
+def test_shape_warning_is_one_line_and_shape_error_names_the_file_line(tmp_path):
+    path = tmp_path / "five.yaml"
+    layers = "".join("  - Conv2D: {filters: 8, kernel_size: 3}\n  - MaxPool2D: {}\n" for _ in range(5))
+    path.write_text("input_shape: [1, 28, 28]\nlayers:\n" + layers + "  - Flatten\n  - Dense: {units: 10}\n")
+    done = subprocess.run([str(Path(sys.executable).with_name("cnnlab")), "summary", str(path)],
+                          capture_output=True, text=True)  # a real process: pytest would catch the warnings
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and lines[-1].startswith(f"error: {path}, line 9: layer 6 (Conv2D) gets 8x1x1")
+    assert all(line.startswith(("warning: ", "error: ")) for line in lines), lines
+    assert any("never reaches the last 1 row" in line for line in lines)

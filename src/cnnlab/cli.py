@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
@@ -289,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     args.debug, args.quiet = getattr(args, "debug", False), getattr(args, "quiet", False)
+    if not args.debug:  # a ShapeWarning reads as one line, like errors, not as a source listing
+        warnings.formatwarning = lambda message, category, *rest, **kw: f"warning: {message}\n"
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         return args.func(args)
