@@ -21,11 +21,8 @@ def train_ensemble(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_downlo
     """
     from cnnlab import pipeline
 
-    model_name = Path(cfg.model).stem if cfg.model.endswith(pipeline.MODEL_FILE_SUFFIXES) else cfg.model
-    data_name = Path(cfg.data.removeprefix("folder:")).name if cfg.data.startswith("folder:") else cfg.data
+    model_name, data_name = pipeline.run_names(cfg)
     root = runs.new_run_dir(cfg.out, f"{model_name}-ensemble{cfg.ensemble}", data_name)
-    root.mkdir(parents=True, exist_ok=True)
-    runs.mark_incomplete(root)
     runs.write_json(root / "config.json", cfg.to_dict())
     members = []
     for i in range(cfg.ensemble):

@@ -147,8 +147,15 @@ def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=
                    grad_clip=cfg.grad_clip, ema=ema)
 
 
-def _trainer(cfg: TrainConfig, p: Prepared, run_dir: Path, extra_callbacks: Sequence[Any]) -> Trainer:
-    device = pick_device(cfg.device)
+def run_names(cfg: TrainConfig) -> tuple[str, str]:
+    """(model name, data name) for a run directory's name: zoo name or model-file stem, dataset or folder name."""
+    model = Path(cfg.model).stem if cfg.model.endswith(MODEL_FILE_SUFFIXES) else cfg.model
+    data = Path(cfg.data.removeprefix("folder:")).name if cfg.data.startswith("folder:") else cfg.data
+    return model, data
+
+
+def _trainer(cfg: TrainConfig, p: Prepared, run_dir: Path, extra_callbacks: Sequence[Any],
+             device: torch.device) -> Trainer:
     configure_device(device)
     model = p.model.to(device)
     if cfg.channels_last:
@@ -185,14 +192,15 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg, on_download)
     device = pick_device(cfg.device)
-    data_name = Path(cfg.data.removeprefix("folder:")).name if cfg.data.startswith("folder:") else cfg.data
-    model_name = Path(cfg.model).stem if cfg.model.endswith(MODEL_FILE_SUFFIXES) else cfg.model
-    run_dir = Path(run_dir) if run_dir else runs.new_run_dir(cfg.out, model_name, data_name)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    runs.mark_incomplete(run_dir)
+    if run_dir is None:
+        run_dir = runs.new_run_dir(cfg.out, *run_names(cfg))
+    else:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        runs.mark_incomplete(run_dir)
     runs.write_json(run_dir / "config.json", run_config(cfg, device))
     runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std)
-    trainer = _trainer(cfg, p, run_dir, callbacks)
+    trainer = _trainer(cfg, p, run_dir, callbacks, device)
     seed_everything(cfg.seed, cfg.deterministic)  # the same RNG state at step 0, fresh or not
     trainer.fit(cfg.epochs)
     return _finish(cfg, p, trainer, run_dir)
@@ -219,7 +227,7 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg)
     runs.mark_incomplete(run_dir)
-    trainer = _trainer(cfg, p, run_dir, callbacks)
+    trainer = _trainer(cfg, p, run_dir, callbacks, pick_device(cfg.device))
     trainer.load_state_dict(state)
     trainer.fit(cfg.epochs)
     return _finish(cfg, p, trainer, run_dir)
@@ -238,13 +246,12 @@ def _finish(cfg: TrainConfig, p: Prepared, trainer: Trainer, run_dir: Path) -> T
     test_b = test_batches(p.data, p.mean, p.std, trainer.device, cfg.channels_last)
     probs, y = predict_proba(model, test_b, trainer.device, tta=cfg.tta)
     metrics = write_metrics(run_dir, probs, y, p.data.classes, tta=cfg.tta)
-    save_curves(run_dir / "history.csv", run_dir / "curves.png",
-                title=f"{p.spec.get('zoo', 'model')} on {cfg.data}")
-    runs.mark_complete(run_dir)
+    save_curves(run_dir / "history.csv", run_dir / "curves.png", title="{} on {}".format(*run_names(cfg)))
     try:
         from cnnlab.explain.report import write_report
 
         write_report(run_dir, test_data=(p.data.x_test, p.data.y_test))
     except Exception as e:  # the report is a view of a finished run, never a reason to lose it
-        log.warning("report.html was not written: %s", e)
+        log.warning("report.html was not written (`cnnlab report RUN` retries): %s", e)
+    runs.mark_complete(run_dir)
     return TrainResult(run_dir, trainer.history, metrics)
