@@ -49,8 +49,8 @@ class TrainConfig:
     """Every setting of a training run; the defaults are the lecture's recipe."""
 
     # what to train on what
-    model: str = _f("seed-cnn", "model: a zoo name (cnnlab zoo) or a model YAML/JSON file")
-    data: str = _f("fashion-mnist-mini", "dataset: fashion-mnist, fashion-mnist-mini, mnist, cifar10, folder:PATH")
+    model: str = _f("seed-cnn", "model: a zoo name (`cnnlab models` lists them) or a model YAML/JSON file")
+    data: str = _f("fashion-mnist-mini", "dataset: fashion-mnist, fashion-mnist-mini, mnist, kmnist, cifar10, folder:PATH")
     data_dir: str | None = _f(None, "folder holding the dataset files (else the usual places)")
     # the loop
     epochs: int = _f(10, "passes over the training set")
