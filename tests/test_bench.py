@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import cnnlab
-import cnnlab.zoo.fastnet  # noqa: F401  registers fastnet* (until zoo/__init__ imports it)
 from cnnlab.bench import BENCHES, run_bench
 from cnnlab.bench.plain_loop import plain_epoch
 from cnnlab.data import ImageDataset, load_dataset

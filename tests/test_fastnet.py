@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-import cnnlab.zoo.fastnet  # noqa: F401  registers the models (until zoo/__init__ imports it)
 from cnnlab import zoo
 from cnnlab.errors import ConfigError
 from cnnlab.layers import Conv2D

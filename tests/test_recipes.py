@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-import cnnlab.zoo.fastnet  # noqa: F401  registers fastnet* (until zoo/__init__ imports it)
 from cnnlab import zoo
 from cnnlab.bench.session import accuracy_on_test, train_in_memory
 from cnnlab.data import FLIP_KEEPS_LABEL, ImageDataset, load_dataset
