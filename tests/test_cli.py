@@ -214,7 +214,11 @@ def test_config_file_with_flags_over_it(tmp_path, capsys):
     saved = json.loads((only_run(tmp_path / "r") / "config.json").read_text())
     assert (saved["epochs"], saved["batch_size"], saved["optimizer"], saved["schedule"]) == (1, 256, "adamw", "cosine")
     assert saved["lr"] == 2e-3  # the flag wins over the file
-    settings.write_text("epoch: 1\nlearning_rate: 0.1\n")  # learning_rate is Keras's name: accepted
+    settings.write_text("epochs: 1\nlearning_rate: 0.005\n")  # Keras's name for lr, from the file
+    code, _, err = run_cli(capsys, "train", "--config", str(settings), "--out", str(tmp_path / "keras"))
+    assert code == 0, err
+    assert json.loads((only_run(tmp_path / "keras") / "config.json").read_text())["lr"] == 0.005
+    settings.write_text("epoch: 1\nlearning_rate: 0.1\n")
     code, _, err = run_cli(capsys, "train", "--config", str(settings), "--out", str(tmp_path / "bad"))
     assert code == 2 and "unknown setting 'epoch'" in _error_line(err) and "did you mean 'epochs'" in err
     assert not (tmp_path / "bad").exists()

@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 import warnings
-from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 
@@ -57,22 +56,13 @@ def add_train_flags(parser: argparse.ArgumentParser) -> None:
 def train_config(args: argparse.Namespace):
     """Defaults < recipe < --config file < flags: the resolved TrainConfig."""
     from cnnlab.api import resolve_config
-    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.config import TrainConfig, read_settings
 
     names = [row[0] for row in TrainConfig.fields_for_cli()]
     flags = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
-    from_file = {}
-    if args.config:
-        from_file = {k: v for k, v in TrainConfig.from_yaml(args.config).to_dict().items()
-                     if k in _explicit_keys(args.config)}
+    # only the settings the file names, so that it overrides the recipe and flags override it
+    from_file = TrainConfig.normalize(read_settings(args.config), source=args.config) if args.config else {}
     return resolve_config({**from_file, **flags}, source="the command line")
-
-
-def _explicit_keys(path: str) -> set[str]:
-    import yaml
-
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    return {str(k).replace("-", "_") for k in data}
 
 
 def cmd_train(args) -> int:

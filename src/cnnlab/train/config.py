@@ -122,6 +122,16 @@ class TrainConfig:
             values: field name -> value (dashes in names are accepted as underscores).
             source: where the values came from, for the error message (e.g. the YAML path).
         """
+        return cls(**cls.normalize(values, source=source))
+
+    @classmethod
+    def normalize(cls, values: dict[str, Any], *, source: str = "the configuration") -> dict[str, Any]:
+        """The given settings only, under their field names (dashes and Keras names mapped) and types.
+
+        Args:
+            values: setting -> value, as a file or the command line gives them.
+            source: where the values came from, for the error message.
+        """
         if not isinstance(values, dict):
             raise ConfigError(f"{source} must be a mapping of setting: value, got {type(values).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
@@ -135,7 +145,7 @@ class TrainConfig:
                 hint = f" (did you mean '{near}'?)" if near else ""
                 raise ConfigError(f"unknown setting '{key}' in {source}{hint}: see `cnnlab train --help`")
             clean[name] = _coerce(name, value, types[name], source)
-        return cls(**clean)
+        return clean
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
@@ -144,16 +154,7 @@ class TrainConfig:
         Args:
             path: the file; its keys are TrainConfig field names.
         """
-        import yaml
-
-        path = Path(path)
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist: check the path") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"config file {path} is not valid YAML ({e.__class__.__name__}): fix its syntax") from None
-        return cls.from_dict(values or {}, source=str(path))
+        return cls.from_dict(read_settings(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as a JSON-able dict (what config.json stores)."""
@@ -176,6 +177,20 @@ class TrainConfig:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             rows.append((f.name, _type_name(hints[f.name]), default, f.metadata["help"]))
         return rows
+
+
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """The raw settings of a YAML (or JSON) file, as written; ConfigError if it is missing or malformed."""
+    import yaml
+
+    path = Path(path)
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist: check the path") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML ({e.__class__.__name__}): fix its syntax") from None
+    return {} if values is None else values
 
 
 def _type_name(hint: Any) -> str:
