@@ -40,7 +40,7 @@ def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None
     """Each run's test-set probabilities on one shared dataset: (names, probs list, y, classes)."""
     from cnnlab.evaluate import predict_proba
     from cnnlab.pipeline import test_batches
-    from cnnlab.predict import _run_data
+    from cnnlab.predict import run_dataset
 
     if len(run_dirs) < 2:
         raise ConfigError(f"an ensemble needs at least 2 runs, got {len(run_dirs)}: pass more run directories")
@@ -50,9 +50,14 @@ def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None
         if list(run.classes) != list(first.classes):
             raise ConfigError(f"{run.path} predicts classes {run.classes[:3]}... but {first.path} "
                               f"predicts {first.classes[:3]}...: ensemble runs trained on the same classes")
+    # one test set for all, located as the first run's (its --data-dir too): loaded once per input shape
+    by_shape: dict[tuple, object] = {}
     names, probs, y = [], [], None
     for run in loaded:
-        dataset = _run_data(run, data or first.config.get("data"), data_dir)
+        shape = tuple(run.input_shape)
+        if shape not in by_shape:
+            by_shape[shape] = run_dataset(first, data, data_dir, input_shape=shape)
+        dataset = by_shape[shape]
         device = next(run.model.parameters()).device
         p, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device)
         names.append(run.path.name)

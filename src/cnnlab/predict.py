@@ -13,8 +13,9 @@ from cnnlab.data.folder import load_image
 from cnnlab.errors import ConfigError
 
 
-def _run_data(run: runs.Run, data: str | None, data_dir: str | None):
-    """The run's own test set (or another dataset's), converted to the model's input shape."""
+def run_dataset(run: runs.Run, data: str | None, data_dir: str | None,
+                input_shape: tuple[int, int, int] | None = None):
+    """The run's own test set (or another dataset's), converted to the model's input shape (or input_shape)."""
     spec = data or run.config.get("data")
     if not spec:
         raise ConfigError(f"{run.path}/config.json names no dataset: pass --data")
@@ -23,7 +24,7 @@ def _run_data(run: runs.Run, data: str | None, data_dir: str | None):
     if dataset.num_classes != len(run.classes):
         raise ConfigError(f"{spec} has {dataset.num_classes} classes but the run's model predicts "
                           f"{len(run.classes)}: evaluate on a dataset with the same classes")
-    channels, height, width = run.input_shape
+    channels, height, width = input_shape or run.input_shape
     return dataset.with_shape(channels, (height, width))
 
 
@@ -46,7 +47,7 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str 
     from cnnlab.pipeline import test_batches
 
     run = runs.load_run(run_dir)
-    dataset = _run_data(run, data, data_dir)
+    dataset = run_dataset(run, data, data_dir)
     device = next(run.model.parameters()).device
     probs, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device, tta=tta)
     metrics = write_metrics(run.path, probs, y, run.classes, tta=tta)
@@ -72,7 +73,7 @@ def report_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | 
     from cnnlab.explain.report import write_report
 
     run = runs.load_run(run_dir)
-    dataset = _run_data(run, data, data_dir)
+    dataset = run_dataset(run, data, data_dir)
     return write_report(run.path, run=run, test_data=(dataset.x_test, dataset.y_test), n_examples=examples)
 
 
