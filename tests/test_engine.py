@@ -159,6 +159,36 @@ def test_nan_input_stops_at_that_step_before_any_update():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_deferred_loss_reads_give_the_same_history_and_weights():
+    """sync_every > 1 (the GPU default) only delays reading the loss: the same training and figures."""
+    every_step = make_trainer(epochs=2, sync_every=1)
+    every_step.fit(2)
+    deferred = make_trainer(epochs=2, sync_every=4)  # 5 batches per epoch: a read mid-epoch and at its end
+    deferred.fit(2)
+    assert deferred.sync_every == 4 and every_step.sync_every == 1
+    assert strip_seconds(deferred.history.rows) == strip_seconds(every_step.history.rows)
+    assert_same_weights(weights(deferred), weights(every_step))
+
+
+def test_deferred_loss_read_names_the_first_bad_step():
+    x, y = tiny_data(192)
+    x[70] = float("nan")  # batch 3 of 32 (no shuffle)
+    torch.manual_seed(0)
+    model = TinyCNN()
+    t = Trainer(model, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), 1e-3),
+                train_batches=FakeBatches(x, y, 32, shuffle=False), sync_every=4)
+    with pytest.raises(TrainingError, match="loss became nan at epoch 1, step 3 "):
+        t.fit(1)
+    assert t.step_in_epoch == 5  # read after step 1 (the epoch's first) and then after 4 more
+
+
+def test_sync_every_must_be_positive():
+    model = TinyCNN()
+    with pytest.raises(ConfigError, match="sync_every must be at least 1"):
+        Trainer(model, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), 0.1),
+                train_batches=FakeBatches(*tiny_data(32), 32), sync_every=0)
+
+
 # ---- callbacks and logs ----
 def test_logs_carry_progress_and_history_matches_keras(tmp_path):
     rec = _Record()

@@ -78,7 +78,7 @@ class Trainer:
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: Any = None, *, train_batches: Iterable, val_batches: Iterable | None = None,
                  callbacks: Sequence[Any] = (), device: str | torch.device = "cpu", precision: str = "fp32",
-                 grad_clip: float | None = None, ema: ModelEMA | None = None) -> None:
+                 grad_clip: float | None = None, ema: ModelEMA | None = None, sync_every: int | None = None) -> None:
         """Args:
             model: already on `device`; the trainer never inspects it beyond calling it.
             loss_fn: (logits (B, K), y) -> mean loss, e.g. nn.CrossEntropyLoss(label_smoothing=0.1).
@@ -91,6 +91,11 @@ class Trainer:
             precision: fp32 or bf16 (torch.autocast with bfloat16; no grad scaler needed).
             grad_clip: clip the global gradient 2-norm to this value, or None.
             ema: a ModelEMA updated after each step; validation then uses the averaged weights.
+            sync_every: read the loss back to the host every this many steps (None: 1 on the CPU,
+                where it costs nothing, 32 on a GPU, where a read per step would make the host
+                wait for each step before queueing the next). The finiteness check happens at each
+                read, so with 1 a NaN/Inf loss stops training before the optimizer moves; with
+                more, at most sync_every - 1 more steps run first (the error names the first bad step).
         """
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision '{precision}' is not supported: use fp32 or bf16")
@@ -99,6 +104,10 @@ class Trainer:
         self.callbacks = sorted(callbacks, key=lambda cb: getattr(cb, "order", 0))  # checkpoint last
         self.device = torch.device(device)
         self.precision, self.grad_clip, self.ema = precision, grad_clip, ema
+        if sync_every is not None and sync_every < 1:
+            raise ConfigError(f"sync_every must be at least 1, got {sync_every}")
+        self.sync_every = sync_every or (1 if self.device.type == "cpu" else 32)
+        self._pending: list[tuple[torch.Tensor, int, int, float]] = []  # (loss/correct, batch size, step, lr)
         self.reg_modules = regularizing_modules(model)
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # batches done in the current epoch
@@ -113,7 +122,7 @@ class Trainer:
     def fit(self, epochs: int) -> History:
         """Train until `epochs` epochs are complete in total (a resumed trainer continues where it stopped).
 
-        Raises TrainingError on a NaN/Inf loss (at that step, before any update) and
+        Raises TrainingError on a NaN/Inf loss (before that step's update on the CPU; see sync_every) and
         TrainingInterrupted after Ctrl-C (once the current step is done and the state saved).
         """
         self.epochs, self.stop_training, self._interrupt = epochs, False, False
@@ -142,20 +151,19 @@ class Trainer:
         t0 = time.perf_counter()
         for x, y in batches:
             lr = self.optimizer.param_groups[0]["lr"]
-            loss, correct = self._step(x, y)
-            b = int(y.shape[0])
-            p["loss_sum"] += loss * b
-            p["correct"] += correct
-            p["count"] += b
+            self._step(x, y)
             self.step_in_epoch += 1
             self.global_step += 1
-            p["lr"] = lr  # the lr of the epoch's last step goes in its history row
+            if len(self._pending) >= self.sync_every or p["count"] == 0:
+                self._read_pending()
             self._call("on_batch_end", {"epoch": self.epoch + 1, "epochs": self.epochs, "batch": self.step_in_epoch,
                                         "batches": n, "loss": p["loss_sum"] / p["count"],
                                         "accuracy": p["correct"] / p["count"], "lr": lr})
             if self._interrupt:
+                self._read_pending()
                 p["seconds"] += time.perf_counter() - t0
                 self._raise_interrupted()
+        self._read_pending()
         val_loss, val_acc = self.evaluate(self.val_batches) if self.val_batches is not None else (None, None)
         count = max(p["count"], 1)
         row = {"epoch": self.epoch + 1, "train_loss": p["loss_sum"] / count, "train_acc": p["correct"] / count,
@@ -179,25 +187,23 @@ class Trainer:
         reg = regularization_loss(self.model, self.reg_modules)
         return loss if reg is None else loss + reg
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        """One optimizer step; returns (loss, correct count).
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step; its loss and correct count wait, on the device, for _read_pending.
 
-        A non-finite loss raises before the optimizer moves any parameter (BatchNorm running
-        statistics have already seen that forward pass: reload the checkpoint, not this model).
+        With sync_every 1 the read happens here, before the update, so a non-finite loss raises
+        before the optimizer moves any parameter (BatchNorm running statistics have already seen
+        that forward pass: reload the checkpoint, not this model).
         """
         with self._autocast():
             out = self.model(x)
             loss = self._loss(out, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # one host sync per step gives the finiteness check and the running figures together
-        loss_value, correct = torch.stack([loss.detach().float(), _correct(out, y).float()]).tolist()
-        if not math.isfinite(loss_value):
-            lr = self.optimizer.param_groups[0]["lr"]
-            raise TrainingError(
-                f"loss became {'nan' if math.isnan(loss_value) else 'inf'} at epoch {self.epoch + 1}, "
-                f"step {self.step_in_epoch + 1} (lr {lr:.3g}): the learning rate is probably too high or "
-                f"the input has NaNs; the last good checkpoint is untouched")
+        stats = torch.stack([loss.detach().float(), _correct(out, y).float()])  # (2,) on the device
+        self._pending.append((stats, int(y.shape[0]), self.step_in_epoch + 1,
+                              self.optimizer.param_groups[0]["lr"]))
+        if self.sync_every == 1:
+            self._read_pending()
         if self.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
         self.optimizer.step()
@@ -205,7 +211,25 @@ class Trainer:
             self.scheduler.step()
         if self.ema is not None:
             self.ema.update()
-        return loss_value, correct
+
+    def _read_pending(self) -> None:
+        """Copy the queued steps' loss and correct counts to the host (one sync), add them to the
+        epoch's running sums, and raise TrainingError at the first non-finite loss."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = torch.stack([stats for stats, *_ in pending]).tolist()
+        p = self._partial
+        for (loss_value, correct), (_, b, step, lr) in zip(values, pending):
+            if not math.isfinite(loss_value):
+                raise TrainingError(
+                    f"loss became {'nan' if math.isnan(loss_value) else 'inf'} at epoch {self.epoch + 1}, "
+                    f"step {step} (lr {lr:.3g}): the learning rate is probably too high or "
+                    f"the input has NaNs; the last good checkpoint is untouched")
+            p["loss_sum"] += loss_value * b
+            p["correct"] += correct
+            p["count"] += b
+            p["lr"] = lr  # the lr of the epoch's last step goes in its history row
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable) -> tuple[float, float]:
@@ -267,6 +291,7 @@ class Trainer:
     # ---- exact resume ----
     def state_dict(self) -> dict[str, Any]:
         """Everything an exact resume needs, as tensors and plain values (weights_only-loadable)."""
+        self._read_pending()  # the running sums must include every step taken
         inner = getattr(self.model, "_orig_mod", self.model)
         return {
             "model": inner.state_dict(),
