@@ -79,6 +79,26 @@ def test_weight_decay_skips_batchnorm_and_biases():
         "weight_decay"] == 0.5
 
 
+def test_bias_lr_scale_gives_biases_their_own_lr_through_the_schedule():
+    model = _net()
+    opt = make_optimizer("sgd", model, 0.1, momentum=0.85, nesterov=True, weight_decay=1e-3, bias_lr_scale=64.0)
+    weights, biases = opt.param_groups
+    assert weights["lr"] == 0.1 and weights["weight_decay"] == 1e-3
+    assert biases["lr"] == pytest.approx(6.4) and biases["weight_decay"] == 0.0 and len(biases["params"]) == 3
+    sched = make_scheduler("cosine", opt, steps_per_epoch=4, epochs=2, warmup_epochs=0.5)
+    for _ in range(3):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[1]["lr"] == pytest.approx(64.0 * opt.param_groups[0]["lr"])  # the ratio holds
+    # without the decay filter both groups decay; only the lr differs
+    unfiltered = make_optimizer("sgd", model, 0.1, weight_decay=1e-3, decay_filter=False, bias_lr_scale=2.0)
+    assert [g["weight_decay"] for g in unfiltered.param_groups] == [1e-3, 1e-3]
+    assert [g["lr"] for g in unfiltered.param_groups] == [0.1, 0.2]
+    assert len(make_optimizer("sgd", model, 0.1, bias_lr_scale=1.0).param_groups) == 1  # 1: no extra group
+    with pytest.raises(ConfigError, match="bias_lr_scale must be > 0"):
+        make_optimizer("sgd", model, 0.1, bias_lr_scale=0.0)
+
+
 def test_unknown_optimizer_and_schedule_name_the_closest():
     with pytest.raises(ConfigError, match="unknown optimizer 'adma'.*did you mean 'adam'"):
         make_optimizer("adma", _net(), 0.1)

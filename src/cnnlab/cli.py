@@ -177,7 +177,7 @@ def cmd_bench(args) -> int:
     from cnnlab.bench import run_bench
 
     run_bench(device=args.device, runs=args.runs, which=args.which, full=args.full, data_dir=args.data_dir,
-              batches=args.batches, threads=args.threads, on_result=lambda row: print(json.dumps(row), flush=True))
+              batches=args.batches, threads=args.threads, recipes=args.recipe or ("fast", "best"), on_result=lambda row: print(json.dumps(row), flush=True))
     return 0
 
 
@@ -268,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full", action="store_true", help="time whole epochs instead of a fixed number of batches")
     p.add_argument("--batches", type=int, default=150, help="batches timed per epoch measurement (without --full)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per usable core)")
+    p.add_argument("--recipe", action="append", choices=["fast", "best"],
+                   help="gpu-recipe: which recipe to measure (repeatable; default both)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_bench)
     return parser

@@ -27,7 +27,9 @@ from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import History, Trainer
+from cnnlab.train.cuda_graph import GraphedModel
 from cnnlab.train.fast import compiled, configure_device
+from cnnlab.train.whitening import WHITENING_IMAGES, whiten_first_conv
 from cnnlab.train.optim import make_optimizer
 from cnnlab.train.regularize import ModelEMA, init_weights
 from cnnlab.train.reproduce import pick_device, seed_everything
@@ -135,14 +137,26 @@ def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=
     """The optimizer, per-batch schedule, EMA, loss and Trainer that cfg describes, for a model on `device`.
 
     pipeline.train and the bench (bench/session.py) both build their trainers here, so the bench
-    times exactly what `cnnlab train` runs.
+    times exactly what `cnnlab train` runs. With cfg.whiten_stem, train_batches must have
+    sample_images(n) (TensorBatches does): the stem is whitened from its first 5,000 images.
     """
-    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay)
+    if cfg.whiten_stem:  # before the optimizer is built: the frozen stem weight is left out of it
+        whiten_first_conv(model, train_batches.sample_images(WHITENING_IMAGES))
+    optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
+                               bias_lr_scale=cfg.bias_lr_scale)
     scheduler = make_scheduler(cfg.schedule, optimizer, len(train_batches), cfg.epochs, cfg.warmup_epochs,
                                step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
     ema = ModelEMA(model, cfg.ema) if cfg.ema else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    return Trainer(compiled(model, cfg.compile), loss_fn, optimizer, scheduler, train_batches=train_batches,
+    runner = compiled(model, cfg.compile)
+    if cfg.cuda_graph:
+        if torch.device(device).type != "cuda":
+            raise ConfigError(f"cuda_graph needs a CUDA device; this run trains on {device}: leave it off")
+        sample = train_batches.sample_images(cfg.batch_size)  # the shape, dtype and layout of a batch
+        if cfg.channels_last:
+            sample = sample.contiguous(memory_format=torch.channels_last)
+        runner = GraphedModel(model, sample, cfg.precision)
+    return Trainer(runner, loss_fn, optimizer, scheduler, train_batches=train_batches,
                    val_batches=val_batches, callbacks=callbacks, device=device, precision=cfg.precision,
                    grad_clip=cfg.grad_clip, ema=ema)
 

@@ -35,7 +35,8 @@ def _load(data: str, data_dir: str | None):
 
 def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None = BENCHES, data_dir: str | None = None,
               on_result: Callable[[dict], None] | None = None, *, full: bool = False, batches: int = 150,
-              data: str = "fashion-mnist", dataset=None, threads: int | None = None, **overrides) -> list[dict]:
+              data: str = "fashion-mnist", dataset=None, threads: int | None = None,
+              recipes: Sequence[str] = ("fast", "best"), **overrides) -> list[dict]:
     """Run the chosen measurements; each result goes to on_result as soon as it exists, and all are returned.
 
     Args:
@@ -51,6 +52,7 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
         dataset: an ImageDataset already loaded (e.g. a small slice for a smoke test); `data` then
             only names it in the output.
         threads: CPU threads for torch (default: the usable cores).
+        recipes: the recipes gpu-recipe measures ("fast", "best").
         **overrides: TrainConfig fields over the recipes (e.g. epochs=1 for a smoke test).
     """
     from cnnlab.bench.cpu_epoch import bench_cpu_epoch
@@ -63,6 +65,8 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
     unknown = [w for w in which if w not in BENCHES]
     if unknown:
         raise ConfigError(f"unknown bench {unknown[0]!r}: choose from {', '.join(BENCHES)}")
+    if not set(recipes) <= {"fast", "best"} or not recipes:
+        raise ConfigError(f"gpu-recipe measures recipes 'fast' and 'best', got {list(recipes)}")
     if runs < 1 or batches < 1:
         raise ConfigError(f"bench runs and batches must be at least 1, got runs={runs}, batches={batches}")
     target = pick_device(device)
@@ -89,6 +93,6 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
             if on_result is not None:
                 on_result(skipped)
         else:
-            for recipe in ("fast", "best"):
+            for recipe in recipes:
                 emit("gpu-recipe", target, bench_gpu_recipe(dataset, target, recipe, runs, **overrides), runs)
     return results

@@ -138,6 +138,9 @@ class _Synced:
     def start_at(self, index: int) -> None:
         self.batches.start_at(index)
 
+    def sample_images(self, n: int) -> torch.Tensor:
+        return self.batches.sample_images(n)
+
     def __iter__(self):
         yield from self.batches
         synchronize(self.device)

@@ -115,6 +115,10 @@ class TensorBatches:
         x = torch.addcmul(self._shift, x.to(self.dtype), self._scale)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def sample_images(self, n: int) -> torch.Tensor:
+        """The first n images (fewer if the set is smaller), normalised, unaugmented, in fp32: (n, C, H, W)."""
+        return torch.addcmul(self._shift.float(), self.x[:n].float(), self._scale.float())
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, start = self.epoch, self._start
         self._start = 0

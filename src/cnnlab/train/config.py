@@ -75,6 +75,9 @@ class TrainConfig:
     init: str | None = _f(None, "weight init of Conv/Dense: he_normal, he_uniform, glorot_normal, "
                                 "glorot_uniform, lecun_normal, lecun_uniform (None = the layers' own)")
     ema: float | None = _f(None, "keep an exponential moving average of the weights with this decay (e.g. 0.999)")
+    bias_lr_scale: float = _f(1.0, "learning-rate multiplier for biases and BatchNorm parameters (airbench: 64)")
+    whiten_stem: bool = _f(False, "initialise the first convolution as a frozen patch-whitening filter bank "
+                                  "computed from 5,000 training images (airbench; needs 2*C*k*k filters)")
     augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, translate: 2, cutout: 8} (None = off)")
     tta: str | None = _f(None, "test-time augmentation at evaluation: flip or flip-translate (None = off)")
     # stopping
@@ -89,6 +92,8 @@ class TrainConfig:
     precision: str = _f("fp32", "fp32 or bf16 (autocast)")
     channels_last: bool = _f(False, "NHWC memory layout (faster convolutions on recent GPUs)")
     compile: bool = _f(False, "torch.compile the model")
+    cuda_graph: bool = _f(False, "replay the forward and backward pass as CUDA graphs (CUDA only): less "
+                                 "launch overhead for small nets")
     # the run
     recipe: str | None = _f(None, "a named recipe of tuned settings for the dataset (flags override it)")
     ensemble: int = _f(1, "train this many members with seeds seed, seed+1, ... into one run")
@@ -111,6 +116,11 @@ class TrainConfig:
             raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}: e.g. 0.1 holds out 10%")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}: try 1e-3 for adam or 0.01 for sgd")
+        if self.cuda_graph and self.compile:
+            raise ConfigError("cuda_graph and compile cannot be combined: choose one (compile has its own "
+                              "mode='reduce-overhead' graphs)")
+        if self.bias_lr_scale <= 0:
+            raise ConfigError(f"bias_lr_scale must be > 0, got {self.bias_lr_scale}: 1 trains biases at lr")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"ema is a decay in (0, 1), got {self.ema}: try 0.999")
 

@@ -120,16 +120,31 @@ class ModelEMA:
         n = self.num_updates
         return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
 
+    def _pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """(shadow params, live params, shadow others, live others), built once: state_dict()
+        returns the same tensor objects each time, and rebuilding it per step costs a GPU step's worth
+        of Python on small nets."""
+        if getattr(self, "_cached", None) is None:
+            live = _unwrap(self.model).state_dict()
+            avg = [k for k in live if k in self.param_names and self.shadow[k].is_floating_point()]
+            rest = [k for k in live if k not in set(avg)]
+            self._cached = ([self.shadow[k] for k in avg], [live[k].detach() for k in avg],
+                            [self.shadow[k] for k in rest], [live[k].detach() for k in rest])
+        return self._cached
+
     @torch.no_grad()
     def update(self) -> None:
         """Fold the model's current weights into the average (call after each optimizer step)."""
         d = self.current_decay()
-        for k, v in _unwrap(self.model).state_dict().items():
-            s = self.shadow[k]
-            if k in self.param_names and s.is_floating_point():
-                s.lerp_(v.detach().to(s.dtype), 1.0 - d)  # s + (1-d)(v - s) = d*s + (1-d)*v
+        shadow_p, live_p, shadow_rest, live_rest = self._pairs()
+        if shadow_p:
+            if all(s.dtype == v.dtype for s, v in zip(shadow_p, live_p)):
+                torch._foreach_lerp_(shadow_p, live_p, 1.0 - d)  # s + (1-d)(v - s) = d*s + (1-d)*v
             else:
-                s.copy_(v)
+                for s, v in zip(shadow_p, live_p):
+                    s.lerp_(v.to(s.dtype), 1.0 - d)
+        if shadow_rest:
+            torch._foreach_copy_(shadow_rest, live_rest)
         self.num_updates += 1
 
     @torch.no_grad()

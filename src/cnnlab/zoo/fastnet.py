@@ -12,8 +12,9 @@ airbench94.py) adapted to any input: a 2x2 "whitening" stem convolution, three b
 conv-pool-BN-GELU-conv-BN-GELU of widths 64-256-256, global max pool and a bias-free linear head
 scaled by 1/9. As there: BatchNorm learns only its bias (scale fixed at 1), moving statistics with
 torch momentum 0.4, and each block's convolutions start as identity maps (dirac) in their first
-channels. Not ported: the stem's data-dependent patch-whitening init (here it trains from the
-default init) and the BN-bias learning-rate multiplier.
+channels. The stem's data-dependent patch-whitening init and the BN-bias learning-rate multiplier
+are training settings, not part of the net: TrainConfig's whiten_stem and bias_lr_scale (the GPU
+recipes turn both on; train/whitening.py).
 
 `fastnet-xl` is fastnet-large at airbench96's widths 128-384-512 (without airbench96's residual
 third convolution per block), for the `best` recipe.
