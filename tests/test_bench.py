@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 import cnnlab
 from cnnlab.bench import BENCHES, run_bench
@@ -105,11 +106,26 @@ def test_plain_loop_times_the_batches_asked_and_trains(small):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_the_tutorial_model_is_seed_cnn_in_torch_nn():
+    from cnnlab import zoo
+
+    from cnnlab.bench.plain_loop import tutorial_seed_cnn
+
+    torch.manual_seed(0)
+    ours = zoo.create("seed-cnn")
+    theirs = tutorial_seed_cnn(ours)
+    assert all(isinstance(m, (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Linear)) for m in theirs)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(ours(x), theirs(x), atol=1e-6)  # the same function, the same starting weights
+
+
 def test_unknown_bench_and_bad_counts():
     with pytest.raises(ConfigError, match="cpu-epoch"):
         run_bench("cpu", which=("gpu",))
     with pytest.raises(ConfigError, match="runs"):
         run_bench("cpu", runs=0)
+    with pytest.raises(ConfigError, match="gpu-recipe measures recipes 'fast' and 'best'"):
+        run_bench("cpu", which=("gpu-recipe",), recipes=("fastest",))
 
 
 def test_missing_full_set_falls_back_to_mini_and_says_so(monkeypatch):

@@ -9,7 +9,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.facade import KerasFacade
-from cnnlab.layers import Input, Layer, layer_from_config, layer_to_config, register
+from cnnlab.layers import Activation, Conv2D, Input, Layer, MaxPool2D, layer_from_config, layer_to_config, register
 from cnnlab.layers.base import split_spec
 from cnnlab.layers.shapes import shape_str
 
@@ -20,6 +20,24 @@ def _check_shape(shape, where: str) -> tuple[int, ...]:
     ):
         raise ConfigError(f"{where} must be (C, H, W) like (1, 28, 28) or (F,), got {shape!r}.")
     return tuple(shape)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """True when module or any submodule has forward hooks (an inspection is watching it)."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+
+
+def _pool_first_applies(layer: Layer, nxt: Layer) -> bool:
+    """Whether `layer` ends in a ReLU that `nxt`, a MaxPool2D, may swap with (see Sequential.forward)."""
+    if type(nxt) is not MaxPool2D:
+        return False
+    if isinstance(layer, Activation):
+        relu = layer.name.lower() == "relu"
+    else:
+        relu = isinstance(layer, Conv2D) and str(layer.activation_name).lower() == "relu"
+    if not relu or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return False
+    return not (_hooked(layer) or _hooked(nxt))
 
 
 class Sequential(KerasFacade, Layer):
@@ -117,10 +135,26 @@ class Sequential(KerasFacade, Layer):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, *input_shape) -> (N, *output_shape)."""
+        """(N, *input_shape) -> (N, *output_shape).
+
+        A ReLU (a Conv2D's own or an Activation layer) directly followed by max pooling runs as
+        pooling then ReLU, on a quarter of the pixels for 2x2 windows: max(relu(a), relu(b), ...) =
+        relu(max(a, b, ...)) exactly, values and gradients both, since ReLU never reorders its inputs.
+        On the 2-core CPU this takes ~5% off a seed-cnn training step (docs/speed.md). It is skipped
+        whenever either layer has hooks, so activation maps and Grad-CAM see the layers as written.
+        """
         self.ensure_built(x)
-        for layer in self:
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if i + 1 < len(layers) and _pool_first_applies(layer, layers[i + 1]):
+                pre = layer.pre_activation(x) if isinstance(layer, Conv2D) else x
+                x = torch.relu(layers[i + 1](pre))
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
         return x
 
     def summary(self, input_shape=None):

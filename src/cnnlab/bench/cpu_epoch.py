@@ -1,6 +1,7 @@
 """cpu-epoch: seconds per epoch of seed-cnn on Fashion-MNIST, cnnlab's engine vs the plain loop.
 
-Same model (zoo seed-cnn, same initial weights), batch 128, Adam 1e-3, the same training images;
+Same model (zoo seed-cnn; the plain loop gets it written in torch.nn with the same initial
+weights), batch 128, Adam 1e-3, the same training images;
 three settings timed in one process, alternating each round so that load from other processes
 hits all of them alike: the tutorial loop (plain_loop.py), cnnlab's Trainer in fp32, and cnnlab's
 Trainer in the fastest setting for the machine (train/fast.py: bf16 autocast + channels_last where
@@ -24,7 +25,7 @@ from cnnlab.train.engine import Trainer
 from cnnlab.train.fast import fast_settings
 from cnnlab.train.optim import make_optimizer
 
-from cnnlab.bench.plain_loop import plain_epoch
+from cnnlab.bench.plain_loop import plain_epoch, tutorial_seed_cnn
 
 MODEL, BATCH, LR = "seed-cnn", 128, 1e-3  # the lecture's settings (../shared/BENCHMARKS.md)
 
@@ -114,7 +115,7 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
     samples: dict[str, list[float]] = {"plain": [], "cnnlab_fp32": [], "cnnlab_fast": []}
     timed = 0
     for r in range(runs):
-        seconds, timed = plain_epoch(_model(r), x, y, batch_size=BATCH, lr=LR, batches=batches, warmup=warmup,
+        seconds, timed = plain_epoch(tutorial_seed_cnn(_model(r)), x, y, batch_size=BATCH, lr=LR, batches=batches, warmup=warmup,
                                      seed=r)
         samples["plain"].append(seconds / timed * per_epoch)
         seconds, timed = cnnlab_epoch(data, precision="fp32", channels_last=False, batches=batches,

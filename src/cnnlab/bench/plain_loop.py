@@ -1,6 +1,7 @@
 """The baseline cnnlab is measured against: the PyTorch training loop as the tutorials write it.
 
-DataLoader over a TensorDataset of float tensors, eager fp32, Adam, `loss.item()` every step
+The model as a plain nn.Sequential of torch layers, a DataLoader over a TensorDataset of float
+tensors, eager fp32, Adam, `loss.item()` every step
 (https://pytorch.org/tutorials/beginner/basics/optimization_tutorial.html); nothing tuned.
 """
 
@@ -11,6 +12,25 @@ import time
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+
+
+def tutorial_seed_cnn(like: nn.Module | None = None) -> nn.Sequential:
+    """seed-cnn written with torch.nn as a tutorial would (the same function as cnnlab's zoo model).
+
+    Args:
+        like: a cnnlab seed-cnn whose weights are copied, so both start from the same point.
+    """
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (16, 14, 14)
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (32, 7, 7)
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # (64, 3, 3)
+        nn.Flatten(), nn.Linear(576, 256), nn.ReLU(), nn.Linear(256, 10),
+    )
+    if like is not None:
+        with torch.no_grad():
+            for mine, theirs in zip(model.parameters(), like.parameters(), strict=True):
+                mine.copy_(theirs)
+    return model
 
 
 def plain_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 128, lr: float = 1e-3,

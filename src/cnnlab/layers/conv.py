@@ -108,11 +108,15 @@ class Conv2D(WeightedLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, filters, OH, OW)."""
+        return self.activation(self.pre_activation(x))
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, filters, OH, OW): the convolution's output before the activation."""
         self.ensure_built(x)
         pads = self._extra_pads(x.shape[-2], x.shape[-1])
         if any(pads):
             x = F.pad(x, pads)
-        return self.activation(self.conv(x))
+        return self.conv(x)
 
     def arithmetic(self) -> list[str]:
         if not self.built:
