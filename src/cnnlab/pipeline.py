@@ -26,13 +26,13 @@ from cnnlab.data.augment import Augment
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.engine import History, Trainer
 from cnnlab.train.cuda_graph import GraphedModel
+from cnnlab.train.engine import History, Trainer
 from cnnlab.train.fast import compiled, configure_device
-from cnnlab.train.whitening import WHITENING_IMAGES, whiten_first_conv
 from cnnlab.train.optim import make_optimizer
 from cnnlab.train.regularize import ModelEMA, init_weights
 from cnnlab.train.reproduce import pick_device, seed_everything
+from cnnlab.train.whitening import WHITENING_IMAGES, whiten_first_conv
 from cnnlab.train.schedules import make_scheduler
 
 log = logging.getLogger(__name__)

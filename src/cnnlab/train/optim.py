@@ -31,7 +31,9 @@ def decay_groups(model: nn.Module, weight_decay: float, bias_lr: float | None = 
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
-    biases = {"params": no_decay, "weight_decay": weight_decay if decay_biases else 0.0, **({"lr": bias_lr} if bias_lr is not None else {})}
+    biases = {"params": no_decay, "weight_decay": weight_decay if decay_biases else 0.0}
+    if bias_lr is not None:
+        biases["lr"] = bias_lr
     return [g for g in ({"params": decay, "weight_decay": weight_decay}, biases) if g["params"]]
 
 

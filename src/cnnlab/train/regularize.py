@@ -114,6 +114,7 @@ class ModelEMA:
         self.num_updates = 0
         self.param_names = {n for n, _ in _unwrap(model).named_parameters()}
         self.shadow = {k: v.detach().clone() for k, v in _unwrap(model).state_dict().items()}
+        self._cached: tuple | None = None  # see _pairs
 
     def current_decay(self) -> float:
         """The decay the next update will use."""
@@ -122,12 +123,13 @@ class ModelEMA:
 
     def _pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """(shadow params, live params, shadow others, live others), built once: state_dict()
-        returns the same tensor objects each time, and rebuilding it per step costs a GPU step's worth
-        of Python on small nets."""
-        if getattr(self, "_cached", None) is None:
+        returns the same tensor objects each time (loads copy into them), and rebuilding it per step
+        is Python work a GPU step would wait on."""
+        if self._cached is None:
             live = _unwrap(self.model).state_dict()
             avg = [k for k in live if k in self.param_names and self.shadow[k].is_floating_point()]
-            rest = [k for k in live if k not in set(avg)]
+            averaged = set(avg)
+            rest = [k for k in live if k not in averaged]
             self._cached = ([self.shadow[k] for k in avg], [live[k].detach() for k in avg],
                             [self.shadow[k] for k in rest], [live[k].detach() for k in rest])
         return self._cached
