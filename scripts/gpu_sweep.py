@@ -1,0 +1,121 @@
+"""Train variants of a `--recipe` and print test accuracy and seconds per seed: how the GPU recipes
+in src/cnnlab/train/recipes.py were chosen (docs/speed.md, "gpu-recipe", has the tables).
+
+A variants file is a JSON list; each entry names a recipe and what to change in it:
+
+    [{"name": "no-ema", "recipe": "fast", "seeds": [0, 1, 2], "overrides": {"ema": null}},
+     {"name": "best-4", "recipe": "best", "seeds": [0, 1, 2, 3], "ensemble": true, "trace": 20}]
+
+    name       label for the output lines
+    recipe     "fast" or "best" (the dataset's recipe for --device, then `overrides` on top;
+               null values count, so {"ema": null} turns the EMA off)
+    seeds      one run per seed (default [0])
+    warmup     one untimed one-epoch run first, for cuDNN's autotuning (default false)
+    tta        null, "flip" or "flip-translate" instead of the recipe's (default: the recipe's)
+    trace      evaluate every this many epochs (default 0: only at the end; never timed)
+    ensemble   also print the accuracy of the members' averaged probabilities so far
+
+Each run is timed as `cnnlab bench` times gpu-recipe (data on the device first, training plus
+evaluation, synchronised). One JSON line per variant goes to --out, and a SUMMARY line to stdout.
+
+    python scripts/gpu_sweep.py variants.json --data-dir /usr/share/datasets/fashion-mnist --out sweep.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cnnlab.bench.session import accuracy_on_test, test_batches, timed, to_device, train_in_memory
+from cnnlab.data import load_dataset
+from cnnlab.evaluate import predict_proba
+from cnnlab.train.recipes import recipe_config, recipe_tta
+
+
+def run_once(variant: dict, data, device: torch.device, seed: int, members: list | None,
+             *, epochs: int | None = None) -> dict:
+    """One seed of a variant: accuracy, seconds, per-epoch seconds, the trace; appends to members."""
+    cfg = recipe_config(data.name, variant["recipe"], device, seed=seed)
+    cfg = dataclasses.replace(cfg, **variant.get("overrides", {}))
+    if epochs is not None:  # the warm-up run
+        cfg = dataclasses.replace(cfg, epochs=epochs, warmup_epochs=0.0)
+    tta = variant["tta"] if "tta" in variant else recipe_tta(data.name, variant["recipe"], device)
+    every, trace = variant.get("trace", 0), []
+
+    def on_epoch(epoch: int, seconds: float, model) -> bool:
+        if every and (epoch % every == 0 or epoch == cfg.epochs):
+            trace.append([epoch, round(seconds, 2), round(accuracy_on_test(model, cfg, data, device, tta), 4)])
+        return False
+
+    def run():
+        session = train_in_memory(cfg, data, device, on_epoch=on_epoch)
+        return accuracy_on_test(session.model, cfg, data, device, tta), session
+
+    (accuracy, session), seconds = timed(run, device)
+    row = {"seed": seed, "accuracy": round(accuracy, 5), "seconds": round(seconds, 3),
+           "epoch_seconds": [round(s, 3) for s in session.epoch_seconds], "trace": trace}
+    if members is not None:
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+        with autocast:
+            probs, y = predict_proba(session.model, test_batches(cfg, data, device), device, tta=tta)
+        members.append(probs.float())
+        average = torch.stack(members).mean(0)
+        row["ensemble_accuracy"] = round((average.argmax(1).cpu() == y.cpu()).float().mean().item(), 5)
+    return row
+
+
+def sweep(variants: list[dict], data, device: torch.device, out=None) -> list[dict]:
+    """Run every variant; returns one summary dict per variant (also written to `out` as JSON lines)."""
+    data = to_device(data, device)
+    summaries = []
+    for variant in variants:
+        t0 = time.perf_counter()
+        if variant.get("warmup"):
+            run_once(variant, data, device, 1000, None, epochs=1)
+        members = [] if variant.get("ensemble") else None
+        rows = [run_once(variant, data, device, seed, members) for seed in variant.get("seeds", [0])]
+        accuracies, seconds = [r["accuracy"] for r in rows], [r["seconds"] for r in rows]
+        summary = {"name": variant["name"], "recipe": variant["recipe"], "overrides": variant.get("overrides", {}),
+                   "mean_accuracy": round(statistics.fmean(accuracies), 5), "min_accuracy": min(accuracies),
+                   "mean_seconds": round(statistics.fmean(seconds), 3), "runs": rows,
+                   "wall_seconds": round(time.perf_counter() - t0, 1)}
+        summaries.append(summary)
+        if out is not None:
+            out.write(json.dumps(summary) + "\n")
+            out.flush()
+        ensemble = f"  ensemble {rows[-1]['ensemble_accuracy']}" if members is not None else ""
+        print(f"SUMMARY {summary['name']}: mean {summary['mean_accuracy']}  min {summary['min_accuracy']}  "
+              f"{summary['mean_seconds']} s{ensemble}", flush=True)
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("variants", type=Path, help="JSON list of variants (see the module docstring)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--data", default="fashion-mnist")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--out", type=Path, help="append one JSON line per variant here")
+    args = ap.parse_args(argv)
+    variants = json.loads(args.variants.read_text())
+    data = load_dataset(args.data, args.data_dir, download=False)
+    device = torch.device(args.device)
+    print(torch.__version__, torch.cuda.get_device_name(device) if device.type == "cuda" else device, flush=True)
+    out = args.out.open("a", encoding="utf-8") if args.out else None
+    try:
+        sweep(variants, data, device, out)
+    finally:
+        if out is not None:
+            out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
