@@ -153,8 +153,6 @@ def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=
         if torch.device(device).type != "cuda":
             raise ConfigError(f"cuda_graph needs a CUDA device; this run trains on {device}: leave it off")
         sample = train_batches.sample_images(cfg.batch_size)  # the shape, dtype and layout of a batch
-        if cfg.channels_last:
-            sample = sample.contiguous(memory_format=torch.channels_last)
         runner = GraphedModel(model, sample, cfg.precision)
     return Trainer(runner, loss_fn, optimizer, scheduler, train_batches=train_batches,
                    val_batches=val_batches, callbacks=callbacks, device=device, precision=cfg.precision,

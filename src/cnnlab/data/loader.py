@@ -116,8 +116,9 @@ class TensorBatches:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def sample_images(self, n: int) -> torch.Tensor:
-        """The first n images (fewer if the set is smaller), normalised, unaugmented, in fp32: (n, C, H, W)."""
-        return torch.addcmul(self._shift.float(), self.x[:n].float(), self._scale.float())
+        """The first n images (fewer if the set is smaller) as a batch has them, unaugmented:
+        normalised, in the batches' dtype and memory layout; (n, C, H, W)."""
+        return self.normalise(self.x[:n])
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         epoch, start = self.epoch, self._start
