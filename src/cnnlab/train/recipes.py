@@ -41,9 +41,10 @@ from cnnlab.train.fast import fast_settings
 _AIRBENCH94 = dict(batch_size=1024, optimizer="sgd", lr=1.5, momentum=0.85, nesterov=True,
                    weight_decay=1.3e-3, schedule="cosine", label_smoothing=0.2, ema=0.99)
 
-# what the H100 sweeps chose over airbench94's settings (docs/speed.md, "GPU recipes"): the whitened
-# stem and 64x BatchNorm-bias lr of airbench (+0.5 points), no weight EMA (+0.4: averaging weights
-# whose BatchNorm statistics it does not average hurt), lr 1.0 with 12 epochs, CUDA graphs (-35% time)
+# what the H100 sweeps chose over airbench94's settings (docs/speed.md, "gpu-recipe"): the whitened
+# stem and 64x BatchNorm-bias lr of airbench (+0.6 points without EMA), no weight EMA (+0.3 to +1.3:
+# averaging weights whose BatchNorm statistics it does not average hurt), lr 1.0 with 12 epochs, CUDA
+# graphs (-34% time)
 _GPU_FAST = {**_AIRBENCH94, "lr": 1.0, "ema": None, "whiten_stem": True, "bias_lr_scale": 64.0}
 
 # (dataset, recipe) -> TrainConfig overrides. `on_cuda` holds what changes on a GPU (where a bigger
