@@ -38,35 +38,13 @@ class Session:
     stopped_early: bool = False
 
 
-@dataclass
-class DeviceData:
-    """A dataset's tensors moved to one device once (airbench keeps CIFAR-10 on the GPU), with the
-    normalisation computed from the CPU copy; quacks like ImageDataset for the bench's needs."""
-
-    name: str
-    classes: list[str]
-    x_train: torch.Tensor  # uint8 (N, C, H, W) on the device
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @property
-    def input_shape(self) -> tuple[int, int, int]:
-        """(C, H, W) of one image."""
-        return tuple(self.x_train.shape[1:])
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes."""
-        return len(self.classes)
-
-
-def to_device(data: ImageDataset, device: torch.device) -> DeviceData:
-    """Move data's images and labels to device once; TensorBatches then copies nothing per run."""
-    return DeviceData(data.name, list(data.classes), data.x_train.to(device), data.y_train.to(device),
-                      data.x_test.to(device), data.y_test.to(device), tuple(data.mean), tuple(data.std))
+def to_device(data: ImageDataset, device: torch.device) -> ImageDataset:
+    """data with its images and labels moved to device once (airbench keeps CIFAR-10 on the GPU), so
+    TensorBatches copies nothing per run; mean and std are the CPU copy's, computed there."""
+    moved = ImageDataset(data.name, list(data.classes), data.x_train.to(device), data.y_train.to(device),
+                         data.x_test.to(device), data.y_test.to(device))
+    moved.__dict__["_stats"] = (tuple(data.mean), tuple(data.std))  # fills the cached_property
+    return moved
 
 
 def synchronize(device: torch.device) -> None:

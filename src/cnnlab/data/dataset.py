@@ -79,7 +79,8 @@ def convert_images(x: torch.Tensor, channels: int, size: int | tuple[int, int]) 
 
 @dataclass
 class ImageDataset:
-    """A labelled image set: uint8 (N, C, H, W) images and int64 (N,) labels, on the CPU."""
+    """A labelled image set: uint8 (N, C, H, W) images and int64 (N,) labels, on the CPU (the bench's
+    bench.session.to_device makes a copy on the GPU that keeps the CPU copy's mean and std)."""
 
     name: str
     classes: list[str]
