@@ -177,7 +177,8 @@ def cmd_bench(args) -> int:
     from cnnlab.bench import run_bench
 
     run_bench(device=args.device, runs=args.runs, which=args.which, full=args.full, data_dir=args.data_dir,
-              batches=args.batches, threads=args.threads, recipes=args.recipe or ("fast", "best"), on_result=lambda row: print(json.dumps(row), flush=True))
+              batches=args.batches, threads=args.threads, recipes=args.recipe or ("fast", "best"),
+              on_result=lambda row: print(json.dumps(row), flush=True))
     return 0
 
 

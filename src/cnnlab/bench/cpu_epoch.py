@@ -115,8 +115,8 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
     samples: dict[str, list[float]] = {"plain": [], "cnnlab_fp32": [], "cnnlab_fast": []}
     timed = 0
     for r in range(runs):
-        seconds, timed = plain_epoch(tutorial_seed_cnn(_model(r)), x, y, batch_size=BATCH, lr=LR, batches=batches, warmup=warmup,
-                                     seed=r)
+        seconds, timed = plain_epoch(tutorial_seed_cnn(_model(r)), x, y, batch_size=BATCH, lr=LR, batches=batches,
+                                     warmup=warmup, seed=r)
         samples["plain"].append(seconds / timed * per_epoch)
         seconds, timed = cnnlab_epoch(data, precision="fp32", channels_last=False, batches=batches,
                                       warmup=warmup, seed=r)

@@ -24,7 +24,7 @@ SGD-Nesterov momentum 0.85, label smoothing 0.2, flip + 2 px translate, TTA, wei
 airbench states lr per 1024 examples for a summed loss: 11.5 / (1 + 1/(1 - 0.85)) = 1.5 is the
 same step for cnnlab's mean loss at batch 1024; its decoupled decay 0.0153 becomes torch's coupled
 weight_decay 0.0153 / (1 + 1/0.15) / 1.5 ~= 1.3e-3. airbench's Lookahead is left out: an EMA of the
-weights in its place cost 0.4 points (docs/speed.md has the sweeps).
+weights in its place cost 0.3 to 1.3 points (docs/speed.md has the sweeps).
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4)
     """Set the first convolution's filters to +/- the whitening basis of images' patches, and freeze them.
 
     Args:
-        model: its first Conv2d must have 2*C*k*k output channels, stride 1, no groups.
+        model: its first Conv2d must have 2*C*k*k output channels and no groups.
         images: (N, C, H, W) float, normalised as the training batches are (a few thousand suffice).
         eps: added to each eigenvalue before the square root (airbench: 5e-4), so near-constant
             directions are not blown up.
