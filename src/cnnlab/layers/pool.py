@@ -8,6 +8,17 @@ import torch.nn.functional as F
 from cnnlab.errors import ConfigError
 from cnnlab.layers.base import Layer, register
 from cnnlab.layers.shapes import check_windows, pair, same_pads, windows
+from cnnlab.native import maxpool2x2
+
+
+def _max_pool(x: torch.Tensor, size: tuple[int, int], strides: tuple[int, int], relu: bool = False) -> torch.Tensor:
+    """F.max_pool2d(x, size, strides), followed by torch.relu if `relu`. 2x2 windows with stride 2
+    on channels-last CPU tensors go through cnnlab's C kernel (native/maxpool2x2.c: the same values
+    and gradients, ~3x faster, the ReLU in the same pass)."""
+    if size == (2, 2) and strides == (2, 2) and maxpool2x2.applies(x):
+        return maxpool2x2.max_pool_2x2(x, relu)
+    y = F.max_pool2d(x, size, strides)
+    return torch.relu(y) if relu else y
 
 
 class _Pool2D(Layer):
@@ -37,11 +48,14 @@ class _Pool2D(Layer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) -> (N, C, OH, OW)."""
-        if self.padding == "same":
-            (t, b), (l, r) = (same_pads(n, k, s) for n, k, s in zip(x.shape[-2:], self.pool_size, self.strides))
-        else:
-            t = b = l = r = 0
-        return self._pool(x, (l, r, t, b))
+        return self._pool(x, self._pads(x))
+
+    def _pads(self, x: torch.Tensor) -> tuple[int, int, int, int]:
+        """(left, right, top, bottom) zero for 'valid'; TensorFlow's split for 'same'."""
+        if self.padding != "same":
+            return (0, 0, 0, 0)
+        (t, b), (l, r) = (same_pads(n, k, s) for n, k, s in zip(x.shape[-2:], self.pool_size, self.strides))
+        return (l, r, t, b)
 
     def _pool(self, x: torch.Tensor, pads: tuple[int, int, int, int]) -> torch.Tensor:
         raise NotImplementedError
@@ -70,10 +84,15 @@ class MaxPool2D(_Pool2D):
         padding: 'valid' (drop what does not fit) or 'same' (out = ceil(H/S), as in TensorFlow).
     """
 
-    def _pool(self, x, pads):
+    def _pool(self, x, pads, relu: bool = False):
         if any(pads):
             x = F.pad(x, pads, value=float("-inf"))
-        return F.max_pool2d(x, self.pool_size, self.strides)
+        return _max_pool(x, self.pool_size, self.strides, relu)
+
+    def relu_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """torch.relu(self(x)) without this layer's hooks, in one pass where the C kernel applies
+        (Sequential's pool-first path: relu(max(...)) = max(relu(...)))."""
+        return self._pool(x, self._pads(x), relu=True)
 
 
 @register("MinPooling2D")
@@ -90,7 +109,7 @@ class MinPool2D(_Pool2D):
         x = -x  # min(x) = -max(-x); padding -x with -inf is padding x with +inf
         if any(pads):
             x = F.pad(x, pads, value=float("-inf"))
-        return -F.max_pool2d(x, self.pool_size, self.strides)
+        return -_max_pool(x, self.pool_size, self.strides)
 
 
 @register("AveragePooling2D", "AvgPooling2D")

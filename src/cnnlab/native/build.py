@@ -1,0 +1,169 @@
+"""Compile a small C file shipped with cnnlab into a shared library on first use, cache it, load it.
+
+The kernels in this folder are plain C (no torch or Python headers), so building one takes the
+system C compiler a fraction of a second: `cc -O3 -march=native -shared -fPIC`. The library is
+cached under $XDG_CACHE_HOME/cnnlab/native (else ~/.cache/cnnlab/native), named by a hash of the
+source, the compiler, its flags and this CPU, so an edited kernel, another compiler or another
+machine sharing the home folder each get their own build. It is written to a temporary name and
+renamed into place, so a concurrent or interrupted build never leaves a half-written library.
+
+Whatever goes wrong (no compiler, a failed build, a library that will not load) the caller gets
+None and one logged sentence saying why and how to fix it, and uses torch's own kernel instead:
+the native kernels only ever make things faster. CNNLAB_NATIVE=0 turns them off.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sysconfig
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+FLAG_SETS = (["-O3", "-march=native"], ["-O3"])  # -march=native is refused by some compilers (e.g. older Apple clang)
+COMMON_FLAGS = ["-shared", "-fPIC", "-Wno-psabi"]
+
+
+def enabled() -> bool:
+    """False when the environment says CNNLAB_NATIVE=0 (or false/off/no)."""
+    return os.environ.get("CNNLAB_NATIVE", "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def cache_dir() -> Path:
+    """Where built libraries live: $XDG_CACHE_HOME/cnnlab/native, else ~/.cache/cnnlab/native."""
+    from cnnlab.data.sources import cache_dir as cnnlab_cache
+
+    return cnnlab_cache() / "native"
+
+
+def find_compiler() -> list[str] | None:
+    """The C compiler command: $CC, else Python's own build compiler, else cc/gcc/clang on PATH."""
+    candidates = [os.environ.get("CC"), sysconfig.get_config_var("CC"), "cc", "gcc", "clang"]
+    for cand in candidates:
+        if not cand:
+            continue
+        cmd = shlex.split(cand)
+        if cmd and shutil.which(cmd[0]):
+            return cmd
+        if cand == os.environ.get("CC"):
+            return None  # the user named a compiler that is not there: do not silently take another
+    return None
+
+
+def _cpu_id() -> str:
+    """The CPU's model and feature flags (what -march=native compiles for)."""
+    from cnnlab.train.fast import cpu_flags
+
+    model = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {model} {' '.join(sorted(cpu_flags()))}"
+
+
+def build(source: Path, compiler: list[str], out_dir: Path) -> Path:
+    """Compile `source` into a shared library in `out_dir` (or reuse the cached one); returns its path.
+
+    Raises:
+        RuntimeError: with one sentence naming the compiler and its first error line.
+    """
+    text = source.read_bytes()
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    errors = []
+    for flags in FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([text, " ".join(compiler + flags + COMMON_FLAGS).encode(),
+                                          version.encode(), _cpu_id().encode()])).hexdigest()[:16]
+        target = out_dir / f"{source.stem}-{key}.so"
+        if target.exists():
+            return target
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{source.stem}-", suffix=".so", dir=out_dir)
+        os.close(fd)
+        try:
+            done = subprocess.run([*compiler, *flags, *COMMON_FLAGS, "-o", tmp, str(source)],
+                                  capture_output=True, text=True, timeout=120)
+            if done.returncode == 0:
+                os.replace(tmp, target)  # atomic: readers see the old state or the whole library
+                return target
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            errors.append(next((ln for ln in lines if "error" in ln), lines[0] if lines else f"exit {done.returncode}"))
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    raise RuntimeError(f"{' '.join(compiler)} could not compile {source.name}: {errors[-1].strip()}")
+
+
+class NativeLibrary:
+    """One C file of this folder, built and loaded on first `get()`, with its functions' signatures.
+
+    Args:
+        source: the .c file's name in cnnlab/native.
+        signatures: function name -> (argtypes, restype) for ctypes.
+        out_dir: where to cache the build (default: cache_dir(), read when first needed).
+    """
+
+    def __init__(self, source: str, signatures: dict[str, tuple[list, object]], out_dir: Path | None = None):
+        self.source = HERE / source
+        self.signatures = signatures
+        self.out_dir = out_dir
+        self.reason: str | None = None  # why get() returned None, once it has
+        self._lib: ctypes.CDLL | None = None
+        self._tried = False
+        self._lock = threading.Lock()
+
+    def get(self) -> ctypes.CDLL | None:
+        """The loaded library, or None (the reason logged once and kept in `.reason`)."""
+        if self._tried:
+            return self._lib
+        with self._lock:
+            if not self._tried:
+                self._lib = self._load()
+                self._tried = True
+        return self._lib
+
+    def _load(self) -> ctypes.CDLL | None:
+        if not enabled():
+            self.reason = "CNNLAB_NATIVE=0 turns cnnlab's C kernels off"
+            return None  # asked for: nothing to log
+        compiler = find_compiler()
+        if compiler is None:
+            named = os.environ.get("CC")
+            where = f"$CC ({named}) is not on PATH" if named else "no C compiler (cc, gcc or clang) is on PATH"
+            return self._give_up(f"{where}; install one (Debian: apt install gcc) for faster CPU pooling")
+        out_dir = self.out_dir or cache_dir()
+        for attempt in range(2):
+            try:
+                path = build(self.source, compiler, out_dir)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+                return self._give_up(str(e))
+            try:
+                lib = ctypes.CDLL(str(path))
+                for name, (argtypes, restype) in self.signatures.items():
+                    fn = getattr(lib, name)
+                    fn.argtypes, fn.restype = argtypes, restype
+                return lib
+            except (OSError, AttributeError) as e:
+                if attempt == 0:  # a damaged cache entry: remove it and build once more
+                    log.info("cached %s does not load (%s); rebuilding it", path.name, e)
+                    path.unlink(missing_ok=True)
+                    continue
+                return self._give_up(f"{path} does not load: {e}")
+        return None
+
+    def _give_up(self, reason: str) -> None:
+        self.reason = reason
+        log.warning("cnnlab's C kernel %s is not used (%s); torch's own kernel runs instead, which is "
+                    "slower on the CPU; CNNLAB_NATIVE=0 silences this", self.source.name, reason)
+        return None
