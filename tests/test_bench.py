@@ -12,6 +12,7 @@ from cnnlab.bench import BENCHES, run_bench
 from cnnlab.bench.plain_loop import plain_epoch
 from cnnlab.data import ImageDataset, load_dataset
 from cnnlab.errors import ConfigError, DatasetNotFound
+from cnnlab.native.maxpool2x2 import LIBRARY as MAXPOOL_KERNEL
 
 COMMON = ("bench", "device", "torch", "cnnlab", "python", "threads", "runs")
 
@@ -67,6 +68,8 @@ def test_cpu_epoch_figures(lines, small):
     assert math.isclose(r["ratio_fp32"], r["cnnlab_fp32_s_per_epoch"] / r["plain_s_per_epoch"], rel_tol=2e-3)
     assert set(r["samples_s_per_epoch"]) == {"plain", "cnnlab_fp32", "cnnlab_fast"}
     assert r["fast_setting"]["precision"] in ("fp32", "bf16")
+    assert r["native_kernels"] is (MAXPOOL_KERNEL.get() is not None)
+    assert ("native_kernels_off" in r) is not r["native_kernels"]
 
 
 def test_time_to_accuracy_figures(lines):

@@ -1,14 +1,16 @@
 """cpu-epoch: seconds per epoch of seed-cnn on Fashion-MNIST, cnnlab's engine vs the plain loop.
 
 Same model (zoo seed-cnn; the plain loop gets it written in torch.nn with the same initial
-weights), batch 128, Adam 1e-3, the same training images;
-three settings timed in one process, alternating each round so that load from other processes
-hits all of them alike: the tutorial loop (plain_loop.py), cnnlab's Trainer in fp32, and cnnlab's
-Trainer in the fastest setting for the machine (train/fast.py: bf16 autocast + channels_last where
-the CPU has native bf16). By default a fixed number of batches is timed after a short untimed
+weights), batch 128, Adam 1e-3, the same training images. Three settings are timed in one
+process: the tutorial loop (plain_loop.py), cnnlab's Trainer in fp32, and cnnlab's Trainer in the
+fastest setting for the machine (train/fast.py: bf16 autocast + channels_last where the CPU has
+native bf16; in channels-last, max pooling runs in cnnlab's C kernel, native/, when it could be
+built: `native_kernels` in the result says whether it was). They alternate, so that load from
+other processes hits all of them alike, and the one that goes first rotates each round (the same
+work timed twice in a row ran ~7% faster the second time on the 2-core machine, so a fixed order
+would favour the last). By default a fixed number of batches is timed after a short untimed
 warm-up and seconds per epoch are extrapolated (`batches_timed` says so); `full=True` times
-whole epochs.
-"""
+whole epochs."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import ImageDataset, TensorBatches
+from cnnlab.native.maxpool2x2 import LIBRARY as MAXPOOL_KERNEL
 from cnnlab.train.engine import Trainer
 from cnnlab.train.fast import fast_settings
 from cnnlab.train.optim import make_optimizer
@@ -98,7 +101,8 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
 
     Args:
         data: the training set (Fashion-MNIST for the published figure).
-        runs: rounds; each times plain, cnnlab fp32 and cnnlab fast once, in that order.
+        runs: rounds; each times plain, cnnlab fp32 and cnnlab fast once, round r starting with the
+            (r mod 3)-th of them (3 rounds put each setting first once).
         batches: batches timed per setting and round (None: the whole epoch after the warm-up);
             seconds per epoch are extrapolated from them.
         warmup: untimed batches before each timing.
@@ -113,22 +117,29 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
     x = (data.x_train.float() / 255 - mean) / std  # the tutorials' normalised float tensors (N, C, H, W)
     y = data.y_train
     samples: dict[str, list[float]] = {"plain": [], "cnnlab_fp32": [], "cnnlab_fast": []}
-    timed = 0
+
+    def time_one(setting: str, r: int) -> tuple[float, int]:
+        """(seconds, batches timed) of one setting in round r."""
+        if setting == "plain":
+            return plain_epoch(tutorial_seed_cnn(_model(r)), x, y, batch_size=BATCH, lr=LR, batches=batches,
+                               warmup=warmup, seed=r)
+        precision, channels_last = ("fp32", False) if setting == "cnnlab_fp32" else (
+            fast["precision"], fast["channels_last"])
+        return cnnlab_epoch(data, precision=precision, channels_last=channels_last, batches=batches,
+                            warmup=warmup, seed=r)
+
+    settings, timed = list(samples), 0
     for r in range(runs):
-        seconds, timed = plain_epoch(tutorial_seed_cnn(_model(r)), x, y, batch_size=BATCH, lr=LR, batches=batches,
-                                     warmup=warmup, seed=r)
-        samples["plain"].append(seconds / timed * per_epoch)
-        seconds, timed = cnnlab_epoch(data, precision="fp32", channels_last=False, batches=batches,
-                                      warmup=warmup, seed=r)
-        samples["cnnlab_fp32"].append(seconds / timed * per_epoch)
-        seconds, timed = cnnlab_epoch(data, precision=fast["precision"], channels_last=fast["channels_last"],
-                                      batches=batches, warmup=warmup, seed=r)
-        samples["cnnlab_fast"].append(seconds / timed * per_epoch)
+        for setting in settings[r % 3:] + settings[:r % 3]:  # round r starts with the r-th setting
+            seconds, timed = time_one(setting, r)
+            samples[setting].append(seconds / timed * per_epoch)
     median = {k: statistics.median(v) for k, v in samples.items()}
+    native = MAXPOOL_KERNEL.get() is not None
     return {
         "model": MODEL, "batch_size": BATCH, "optimizer": "adam", "lr": LR, "train_images": len(y),
         "batches_per_epoch": per_epoch, "batches_timed": timed, "extrapolated": timed < per_epoch - warmup,
         "fast_setting": {"precision": fast["precision"], "channels_last": fast["channels_last"]},
+        "native_kernels": native, **({} if native else {"native_kernels_off": MAXPOOL_KERNEL.reason}),
         "plain_s_per_epoch": _sig(median["plain"]),
         "cnnlab_fp32_s_per_epoch": _sig(median["cnnlab_fp32"]),
         "cnnlab_fast_s_per_epoch": _sig(median["cnnlab_fast"]),
