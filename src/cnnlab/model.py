@@ -43,8 +43,9 @@ def _pool_first_applies(layer: Layer, nxt: Layer) -> bool:
 class Sequential(KerasFacade, Layer):
     """Layers applied one after another; builds (infers every shape) once the input shape is known.
 
-    With Keras's compile / fit / evaluate / predict (cnnlab.facade). An ordinary nn.Module: children are named "0", "1", ... like nn.Sequential, so state_dict keys,
-    torch.compile, ONNX export and hooks work as usual. Build errors name the layer by that number.
+    With Keras's compile / fit / evaluate / predict (cnnlab.facade). An ordinary nn.Module: children
+    are named "0", "1", ... like nn.Sequential, so state_dict keys, torch.compile, ONNX export and
+    hooks work as usual. Build errors name the layer by that number.
 
     Args:
         layers: Layers in order; an Input(shape) first gives the input shape (and is not kept).
