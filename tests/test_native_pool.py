@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 from cnnlab import zoo
 from cnnlab.layers import MaxPool2D, MinPool2D
-from cnnlab.native import maxpool2x2
+from cnnlab.native import conv1pool, maxpool2x2
 from cnnlab.native.build import NativeLibrary, find_compiler
 
 needs_kernel = pytest.mark.skipif(maxpool2x2.LIBRARY.get() is None,
@@ -152,6 +152,7 @@ def test_training_with_the_kernel_is_bitwise_the_training_without(monkeypatch):
             opt.step()
         return [p.detach().clone() for p in model.parameters()]
 
+    monkeypatch.setattr(conv1pool, "applies", lambda conv, x: False)  # its own test: test_native_conv_pool.py
     calls = []
     real = maxpool2x2.max_pool_2x2
     monkeypatch.setattr(maxpool2x2, "max_pool_2x2", lambda x, relu=False: calls.append(relu) or real(x, relu))

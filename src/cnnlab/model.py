@@ -12,6 +12,7 @@ from cnnlab.facade import KerasFacade
 from cnnlab.layers import Activation, Conv2D, Input, Layer, MaxPool2D, layer_from_config, layer_to_config, register
 from cnnlab.layers.base import split_spec
 from cnnlab.layers.shapes import shape_str
+from cnnlab.native import conv1pool
 
 
 def _check_shape(shape, where: str) -> tuple[int, ...]:
@@ -38,6 +39,16 @@ def _pool_first_applies(layer: Layer, nxt: Layer) -> bool:
     if not relu or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
         return False
     return not (_hooked(layer) or _hooked(nxt))
+
+
+def _first_block_in_one_pass(layer: Layer, pool: MaxPool2D, x: torch.Tensor) -> torch.Tensor | None:
+    """pool(relu(layer(x))) through native/conv1pool.c when layer is a 3x3 'same' Conv2D of a
+    one-channel batch and pool a plain 2x2 one (a grayscale CNN's first block); else None."""
+    if not isinstance(layer, Conv2D) or pool.pool_size != (2, 2) or pool.strides != (2, 2):
+        return None
+    if any(layer._extra_pads(x.shape[-2], x.shape[-1])) or any(pool._pads(x)) or not conv1pool.applies(layer.conv, x):
+        return None
+    return conv1pool.conv_relu_pool(layer.conv, x)
 
 
 class Sequential(KerasFacade, Layer):
@@ -142,7 +153,8 @@ class Sequential(KerasFacade, Layer):
         pooling then ReLU, on a quarter of the pixels for 2x2 windows: max(relu(a), relu(b), ...) =
         relu(max(a, b, ...)) exactly, values and gradients both, since ReLU never reorders its inputs.
         On the 2-core CPU this takes ~5% off a seed-cnn training step (docs/speed.md); on channels-last
-        CPU tensors both then run as one pass of cnnlab's C kernel (MaxPool2D.relu_forward). It is skipped
+        CPU tensors both then run as one pass of cnnlab's C kernel (MaxPool2D.relu_forward), and a
+        grayscale image's 3x3 'same' convolution joins them (native/conv1pool.c). It is skipped
         whenever either layer has hooks, so activation maps and Grad-CAM see the layers as written.
         """
         self.ensure_built(x)
@@ -151,8 +163,11 @@ class Sequential(KerasFacade, Layer):
         while i < len(layers):
             layer = layers[i]
             if i + 1 < len(layers) and _pool_first_applies(layer, layers[i + 1]):
-                pre = layer.pre_activation(x) if isinstance(layer, Conv2D) else x
-                x = layers[i + 1].relu_forward(pre)  # relu(pool(pre)), one pass where it can
+                fused = _first_block_in_one_pass(layer, layers[i + 1], x)
+                if fused is None:
+                    pre = layer.pre_activation(x) if isinstance(layer, Conv2D) else x
+                    fused = layers[i + 1].relu_forward(pre)  # relu(pool(pre)), one pass where it can
+                x = fused
                 i += 2
             else:
                 x = layer(x)

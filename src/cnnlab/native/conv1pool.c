@@ -1,0 +1,147 @@
+/* A grayscale network's first block in one pass: 3x3 convolution ('same', stride 1) of a
+ * one-channel image into C >= 16 maps, optional ReLU, and 2x2 / stride-2 max pooling; forward and
+ * the backward for the weights and bias. Loaded by cnnlab/native/conv1pool.py through ctypes.
+ *
+ * Why: the lecture CNN's first block (Conv2D(16, 3, padding='same', activation='relu'),
+ * MaxPool2D(2) on 28x28 images) writes a (N, 28, 28, 16) map that is only pooled down to a
+ * quarter, and reads it back in the backward, while its arithmetic is tiny (9 multiply-adds per
+ * output value). Computing the four convolution outputs of each pooling window in registers and
+ * keeping only their maximum and its position (uint8) never stores the full-size map or its
+ * gradient. The input's own gradient is not computed: the caller uses this only for inputs that
+ * do not need one (the images).
+ *
+ * Arithmetic, as torch computes the block under bf16 autocast (bf16 = 1) or in fp32 (bf16 = 0):
+ * inputs, weights and bias arrive as floats already rounded to the working precision; each output
+ * is the fp32 sum over taps (column by column, top to bottom, fused multiply-adds) plus the bias,
+ * rounded to bf16 (nearest even) in bf16 mode; then max pooling with torch's rules (first maximum
+ * in window order wins, NaN wins) and ReLU (negatives -> +0.0; -0.0 and NaN stay; a window whose
+ * output is <= 0 gets position 4 and passes no gradient). Agreement with torch's oneDNN path is to
+ * the last bit of the sum's rounding, which depends on oneDNN's summation order: tests allow a few
+ * last-place differences (tests/test_native_conv_pool.py).
+ *
+ * Layouts: x (N, H + 2, W + 2): the image with its one-pixel zero padding ('same'); w (9, C), tap t = 3 * row + column; bias (C) or NULL; y and pos
+ * (N, H/2, W/2, C), channels fastest; dw (9, C) and dbias (C) as w and bias.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#define LANES 16
+typedef float vf __attribute__((vector_size(4 * LANES)));
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
+typedef uint32_t vu __attribute__((vector_size(4 * LANES)));
+typedef uint16_t vh __attribute__((vector_size(2 * LANES)));
+typedef uint8_t vb __attribute__((vector_size(LANES)));
+
+/* Round fp32 to bf16, nearest even, kept as a 32-bit pattern with a zero low half (NaN stays NaN). */
+static inline vi round_bf16(vf f) {
+    vu u = (vu)f;
+    vu rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    vi nan = (f != f);
+    return (nan & (vi)((u | 0x00400000u) & 0xFFFF0000u)) | (~nan & (vi)rounded);
+}
+
+/* Maximum of a window's four outputs (bits) and its position 0-3 (torch's scan order, NaN wins). */
+static inline void window_max16(vi a, vi b, vi d, vi e, vi *max_bits, vi *pos) {
+    vf fa = (vf)a, fb = (vf)b, fd = (vf)d, fe = (vf)e;
+    vi top = (fb > fa) | (fb != fb);
+    vi m1 = (top & b) | (~top & a);
+    vi bottom = (fe > fd) | (fe != fe);
+    vi m2 = (bottom & e) | (~bottom & d);
+    vf f1 = (vf)m1, f2 = (vf)m2;
+    vi lower = (f2 > f1) | (f2 != f2);
+    *max_bits = (lower & m2) | (~lower & m1);
+    *pos = (lower & (2 - bottom)) | (~lower & -top);
+}
+
+static inline vf load16(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
+
+/* Start of the channel block after c: c + 16, or C - 16 for a last block that would run past C
+ * (it overlaps the previous block and recomputes a few channels with the same result). */
+static inline long next_block(long c, long C) { return c + 2 * LANES <= C || c + LANES >= C ? c + LANES : C - LANES; }
+
+/* The 4x4 input patch under pooling window (oh, ow): image rows 2oh-1 .. 2oh+2, which are rows
+ * 2oh .. 2oh+3 of x padded with one zero pixel on every side, (N, H + 2, W + 2). */
+static inline void load_patch(const float *x, long n, long oh, long ow, long H, long W, float p[4][4]) {
+    const float *row = x + (n * (H + 2) + 2 * oh) * (W + 2) + 2 * ow;
+    for (int i = 0; i < 4; i++, row += W + 2) memcpy(p[i], row, 4 * sizeof(float));
+}
+
+void cnnlab_conv1pool_fwd(const float *x, const float *w, const float *bias, void *y, uint8_t *pos,
+                          long N, long H, long W, long C, int relu, int bf16) {
+    const long OH = H / 2, OW = W / 2;
+    for (long cb = 0; cb < C; cb = next_block(cb, C)) {
+        vf wv[9], bv = {0};
+        for (int t = 0; t < 9; t++) wv[t] = load16(w + t * C + cb);
+        if (bias) bv = load16(bias + cb);
+        for (long n = 0; n < N; n++)
+            for (long oh = 0; oh < OH; oh++)
+                for (long ow = 0; ow < OW; ow++) {
+                    float p[4][4];
+                    load_patch(x, n, oh, ow, H, W, p);
+                    vi out[4];
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) {
+                            vf acc = {0};
+                            for (int j = 0; j < 3; j++)  /* column by column: oneDNN's order here */
+                                for (int i = 0; i < 3; i++) acc += wv[3 * i + j] * p[a + i][b + j];
+                            acc += bv;
+                            out[2 * a + b] = bf16 ? round_bf16(acc) : (vi)acc;
+                        }
+                    vi m, k;
+                    window_max16(out[0], out[1], out[2], out[3], &m, &k);
+                    if (relu) {
+                        m &= ~((vf)m < 0.0f);
+                        vi dead = ((vf)m <= 0.0f);
+                        k = (dead & 4) | (~dead & k);
+                    }
+                    const long o = ((n * OH + oh) * OW + ow) * C + cb;
+                    if (bf16) {
+                        vh h = __builtin_convertvector((vu)m >> 16, vh);
+                        memcpy((uint16_t *)y + o, &h, sizeof h);
+                    } else {
+                        memcpy((float *)y + o, &m, sizeof m);
+                    }
+                    if (pos) {
+                        vb kb = __builtin_convertvector(k, vb);
+                        memcpy(pos + o, &kb, sizeof kb);
+                    }
+                }
+    }
+}
+
+/* dw[t][c] = sum over windows of g * (the input under tap t at the window's winning position);
+ * dbias[c] = sum of g over windows whose position is 0-3. g: bf16 bits (bf16 = 1) or fp32. */
+void cnnlab_conv1pool_bwd(const void *g, const uint8_t *pos, const float *x, float *dw, float *dbias,
+                          long N, long H, long W, long C, int bf16) {
+    const long OH = H / 2, OW = W / 2;
+    for (long cb = 0; cb < C; cb = next_block(cb, C)) {
+        vf acc[9] = {{0}}, bacc = {0};
+        for (long n = 0; n < N; n++)
+            for (long oh = 0; oh < OH; oh++)
+                for (long ow = 0; ow < OW; ow++) {
+                    const long o = ((n * OH + oh) * OW + ow) * C + cb;
+                    vf gv;
+                    if (bf16) {
+                        vh h;
+                        memcpy(&h, (const uint16_t *)g + o, sizeof h);
+                        gv = (vf)(__builtin_convertvector(h, vu) << 16);
+                    } else {
+                        gv = load16((const float *)g + o);
+                    }
+                    vb kb;
+                    memcpy(&kb, pos + o, sizeof kb);
+                    const vi k = __builtin_convertvector(kb, vi);
+                    float p[4][4];
+                    load_patch(x, n, oh, ow, H, W, p);
+                    for (int a = 0; a < 2; a++)
+                        for (int b = 0; b < 2; b++) {
+                            const vf gp = (vf)((vi)gv & (k == 2 * a + b));  /* g where this position won */
+                            for (int i = 0; i < 3; i++)
+                                for (int j = 0; j < 3; j++) acc[3 * i + j] += gp * p[a + i][b + j];
+                            bacc += gp;
+                        }
+                }
+        for (int t = 0; t < 9; t++) memcpy(dw + t * C + cb, &acc[t], sizeof acc[t]);
+        if (dbias) memcpy(dbias + cb, &bacc, sizeof bacc);
+    }
+}
