@@ -16,11 +16,14 @@ from cnnlab.train.callbacks import CSVHistory
 from cnnlab.train.engine import History
 
 
-def test_new_run_dir_name_marker_and_uniqueness(tmp_path):
+def test_new_run_dir_name_marker_and_uniqueness(tmp_path, monkeypatch):
+    # both runs start in the same second (the clock held still: a real one may tick in between)
+    stamp = runs.time.strftime("%Y%m%d-%H%M%S")
+    monkeypatch.setattr(runs.time, "strftime", lambda fmt: stamp)
     a = runs.new_run_dir(tmp_path / "runs", "seed-cnn", "fashion mnist")
     b = runs.new_run_dir(tmp_path / "runs", "seed-cnn", "fashion mnist")
     assert re.fullmatch(r"\d{8}-\d{6}-seed-cnn-fashion_mnist", a.name)
-    assert a != b and b.name.startswith(a.name[:15])  # the same second: a suffixed second folder
+    assert b.name == a.name + "-2"  # the same second: a suffixed second folder
     assert (a / runs.INCOMPLETE).exists() and not runs.is_complete(a)
     with pytest.raises(CheckpointError, match="no metrics.json yet"):
         runs.mark_complete(a)
