@@ -4,10 +4,12 @@ bf16 autocast where the hardware has it, cuDNN autotuning, and a compile helper.
 What pays, measured on the 2-core AMD EPYC (avx512_bf16, no AMX) this project is built on, seed-cnn,
 batch 128 (docs/speed.md has the figures): bf16 autocast together with channels_last (oneDNN's
 blocked bf16 kernels; either one alone gains little); whole-set tensor slicing instead of a
-DataLoader; cnnlab's own C kernels for max pooling and a grayscale CNN's first block (cnnlab/native,
-used by the layers themselves whenever the tensors allow, in every precision). What did not: torch.compile on the CPU (inductor's code for these small convolutions
-ran 3x slower than oneDNN eager even after warm-up), fused Adam on the CPU (within noise of foreach). On CUDA the same switches are the standard ones (airbench, the PyTorch
-performance tuning guide: https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html).
+DataLoader; fused optimizers (train/optim.py); cnnlab's own C kernels for max pooling and a
+grayscale CNN's first block (cnnlab/native, used by the layers whenever the tensors allow, in every
+precision). What did not: torch.compile on the CPU (inductor's code for these small convolutions
+ran 3x slower than oneDNN eager even after warm-up). On CUDA the same switches are the standard
+ones (airbench, the PyTorch performance tuning guide:
+https://pytorch.org/tutorials/recipes/recipes/tuning_guide.html).
 """
 
 from __future__ import annotations
