@@ -196,7 +196,11 @@ def test_a_missing_compiler_falls_back_with_one_sentence(tmp_path, monkeypatch, 
         assert lib.get() is None and lib.get() is None
     assert "no-such-cc" in lib.reason and "not on PATH" in lib.reason
     warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1 and "torch's own kernel runs instead" in warnings[0]  # said once, not per call
+    assert len(warnings) == 1 and "torch's own kernels run instead" in warnings[0]  # said once, not per call
+    other = NativeLibrary("conv1pool.c", {}, out_dir=tmp_path)  # another kernel, the same missing compiler
+    with caplog.at_level(logging.WARNING, logger="cnnlab.native.build"):
+        assert other.get() is None and other.reason == lib.reason
+    assert len(caplog.records) == 1  # not said again
     assert not list(tmp_path.glob("*.so"))
 
 

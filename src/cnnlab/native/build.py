@@ -8,7 +8,8 @@ machine sharing the home folder each get their own build. It is written to a tem
 renamed into place, so a concurrent or interrupted build never leaves a half-written library.
 
 Whatever goes wrong (no compiler, a failed build, a library that will not load) the caller gets
-None and one logged sentence saying why and how to fix it, and uses torch's own kernel instead:
+None and one logged sentence (once per reason) saying why and how to fix it, and uses torch's own
+kernel instead:
 the native kernels only ever make things faster. CNNLAB_NATIVE=0 turns them off.
 """
 
@@ -28,6 +29,7 @@ import threading
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+_SAID: set[str] = set()  # reasons already logged: two kernels missing one compiler make one warning
 
 HERE = Path(__file__).resolve().parent
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])  # -march=native is refused by some compilers (e.g. older Apple clang)
@@ -164,6 +166,8 @@ class NativeLibrary:
 
     def _give_up(self, reason: str) -> None:
         self.reason = reason
-        log.warning("cnnlab's C kernel %s is not used (%s); torch's own kernel runs instead, which is "
-                    "slower on the CPU; CNNLAB_NATIVE=0 silences this", self.source.name, reason)
+        if reason not in _SAID:
+            _SAID.add(reason)
+            log.warning("cnnlab's C kernels are not used (%s); torch's own kernels run instead, which are "
+                        "slower on the CPU; CNNLAB_NATIVE=0 silences this", reason)
         return None
