@@ -160,3 +160,21 @@ def test_training_seed_cnn_with_the_kernel_follows_the_training_without(monkeypa
     assert fused_losses == pytest.approx(plain_losses, rel=1e-3)
     for a, b in zip(fused_weights, plain_weights):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_fastnets_first_block_without_activation_runs_in_one_pass():
+    """fastnet's blocks are Conv2D (no activation) then MaxPool2D: the first one goes through the
+    kernel with the ReLU off, and gives what the layers as written give."""
+    torch.manual_seed(0)
+    model = zoo.create("fastnet").to(memory_format=torch.channels_last)
+    x = _images(4, 28, 28, seed=5)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = model(x)
+        handles = [layer.register_forward_hook(lambda *a: None) for layer in model]
+        try:
+            as_written = model(x)
+        finally:
+            for h in handles:
+                h.remove()
+    assert "_ConvReluPoolBackward" in _backward_ops(out) and "_ConvReluPoolBackward" not in _backward_ops(as_written)
+    torch.testing.assert_close(out, as_written, rtol=2e-2, atol=2e-2)  # bf16 logits; BN in train mode

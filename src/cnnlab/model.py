@@ -28,6 +28,13 @@ def _hooked(module: nn.Module) -> bool:
     return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
 
 
+def _unwatched(*layers: Layer) -> bool:
+    """True when no hook, the layers' own or a global one, would see their outputs."""
+    if nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
+        return False
+    return not any(_hooked(layer) for layer in layers)
+
+
 def _pool_first_applies(layer: Layer, nxt: Layer) -> bool:
     """Whether `layer` ends in a ReLU that `nxt`, a MaxPool2D, may swap with (see Sequential.forward)."""
     if type(nxt) is not MaxPool2D:
@@ -36,19 +43,24 @@ def _pool_first_applies(layer: Layer, nxt: Layer) -> bool:
         relu = layer.name.lower() == "relu"
     else:
         relu = isinstance(layer, Conv2D) and str(layer.activation_name).lower() == "relu"
-    if not relu or nn.modules.module._global_forward_hooks or nn.modules.module._global_forward_pre_hooks:
-        return False
-    return not (_hooked(layer) or _hooked(nxt))
+    return relu and _unwatched(layer, nxt)
 
 
-def _first_block_in_one_pass(layer: Layer, pool: MaxPool2D, x: torch.Tensor) -> torch.Tensor | None:
-    """pool(relu(layer(x))) through native/conv1pool.c when layer is a 3x3 'same' Conv2D of a
-    one-channel batch and pool a plain 2x2 one (a grayscale CNN's first block); else None."""
+def _linear_conv_then_pool(layer: Layer, nxt: Layer) -> bool:
+    """Whether `layer` is a Conv2D without activation directly followed by max pooling (fastnet's
+    blocks), with nothing watching either."""
+    return (type(nxt) is MaxPool2D and isinstance(layer, Conv2D) and isinstance(layer.activation, nn.Identity)
+            and _unwatched(layer, nxt))
+
+
+def _first_block_in_one_pass(layer: Layer, pool: MaxPool2D, x: torch.Tensor, relu: bool) -> torch.Tensor | None:
+    """pool(relu(layer(x))) (or pool(layer(x))) through native/conv1pool.c when layer is a 3x3 'same'
+    Conv2D of a one-channel batch and pool a plain 2x2 one (a grayscale CNN's first block); else None."""
     if not isinstance(layer, Conv2D) or pool.pool_size != (2, 2) or pool.strides != (2, 2):
         return None
     if any(layer._extra_pads(x.shape[-2], x.shape[-1])) or any(pool._pads(x)) or not conv1pool.applies(layer.conv, x):
         return None
-    return conv1pool.conv_relu_pool(layer.conv, x)
+    return conv1pool.conv_relu_pool(layer.conv, x, relu)
 
 
 class Sequential(KerasFacade, Layer):
@@ -154,24 +166,27 @@ class Sequential(KerasFacade, Layer):
         relu(max(a, b, ...)) exactly, values and gradients both, since ReLU never reorders its inputs.
         On the 2-core CPU this takes ~5% off a seed-cnn training step (docs/speed.md); on channels-last
         CPU tensors both then run as one pass of cnnlab's C kernel (MaxPool2D.relu_forward), and a
-        grayscale image's 3x3 'same' convolution joins them (native/conv1pool.c). It is skipped
-        whenever either layer has hooks, so activation maps and Grad-CAM see the layers as written.
+        grayscale image's 3x3 'same' convolution joins them (native/conv1pool.c; also when the
+        convolution has no activation, as in fastnet). Both are skipped whenever a layer involved
+        has hooks, so activation maps and Grad-CAM see the layers as written.
         """
         self.ensure_built(x)
         layers = list(self._modules.values())
         i = 0
         while i < len(layers):
             layer = layers[i]
-            if i + 1 < len(layers) and _pool_first_applies(layer, layers[i + 1]):
-                fused = _first_block_in_one_pass(layer, layers[i + 1], x)
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if nxt is not None and _pool_first_applies(layer, nxt):
+                fused = _first_block_in_one_pass(layer, nxt, x, relu=True)
                 if fused is None:
                     pre = layer.pre_activation(x) if isinstance(layer, Conv2D) else x
-                    fused = layers[i + 1].relu_forward(pre)  # relu(pool(pre)), one pass where it can
-                x = fused
-                i += 2
-            else:
-                x = layer(x)
-                i += 1
+                    fused = nxt.relu_forward(pre)  # relu(pool(pre)), one pass where it can
+                x, i = fused, i + 2
+                continue
+            fused = None
+            if nxt is not None and _linear_conv_then_pool(layer, nxt):
+                fused = _first_block_in_one_pass(layer, nxt, x, relu=False)
+            x, i = (fused, i + 2) if fused is not None else (layer(x), i + 1)
         return x
 
     def summary(self, input_shape=None):
