@@ -3,10 +3,13 @@
 Figures each recipe reaches (test accuracy on the official 10,000 test images; `cnnlab bench`
 measures them; docs/speed.md has the commands and the raw numbers):
 
-- fashion-mnist fast, CPU: 91% test accuracy after 2 of its 3 epochs in 2 of 3 seeds, after 3
-  in the third (91.22 / 91.03 / 90.80 -> 91.54%); training seconds to 91%: 11.5 / 11.4 / 16.7, median
-  11.5 s (3 runs, `cnnlab bench --which time-to-accuracy`), on the 2-core AMD EPYC (avx512_bf16,
-  2 threads, load average ~1.5) this project is built on. Keras' lecture recipe there: 105 s.
+- fashion-mnist fast, CPU: 91% test accuracy within its 3 epochs in every seed measured: over 5
+  seeds 91.06% after 2 epochs in one, after 3 in the others (91.35-91.63%); training seconds to
+  91%: 9.8 / 14.5 / 14.4 / 14.0 / 14.4, median 14.4 s, epochs 4.6-4.9 s (`cnnlab bench --which
+  time-to-accuracy --runs 5`), on the 2-core AMD EPYC (avx512_bf16, 2 threads, load average ~1.5)
+  this project is built on. Keras' lecture recipe there: 105 s. (With CNNLAB_NATIVE=0, torch's
+  kernels only: epochs 5.5-5.9 s, 2 of 5 seeds at 91% after 2 epochs, median 16.7 s; which seeds
+  pass after 2 epochs moves with the last-place differences of the first block's sums.)
 - fashion-mnist fast, CUDA (the `on_cuda` part: airbench94's recipe on fastnet-large, with its
   whitened stem and BN-bias lr, 12 epochs, no weight EMA, CUDA graphs): 94.94% mean (min 94.87%)
   over 5 seeds in 2.74 s per run, training plus flip-TTA evaluation, on one H100 (`cnnlab bench
