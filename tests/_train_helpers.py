@@ -33,6 +33,38 @@ def single_thread():
     torch.set_num_threads(n)
 
 
+def grayscale_images(n: int, h: int = 28, w: int = 28, seed: int = 0) -> torch.Tensor:
+    """Normalised-looking one-channel images (n, 1, h, w), channels-last, with a flat background band
+    (-0.8102, Fashion-MNIST's background after normalisation) where pooling windows tie."""
+    x = torch.randn(n, 1, h, w, generator=torch.Generator().manual_seed(seed))
+    x[:, :, : h // 4] = -0.8102
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def train_seed_cnn_bf16(steps: int, batch: int = 16) -> tuple[list[torch.Tensor], list[float]]:
+    """`steps` Adam steps of zoo seed-cnn in cnnlab's fast CPU setting (bf16 autocast, channels-last)
+    on grayscale_images, all draws seeded; returns (the parameters after, the losses)."""
+    import torch.nn.functional as F
+
+    from cnnlab import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create("seed-cnn").to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(1)
+    losses = []
+    for _ in range(steps):
+        x = grayscale_images(batch, seed=int(torch.randint(0, 1000, (1,), generator=g)))
+        y = torch.randint(0, 10, (batch,), generator=g)
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return [p.detach().clone() for p in model.parameters()], losses
+
+
 class FakeBatches:
     """Stand-in for data.loader.TensorBatches: order derives from (seed, epoch) alone; start_at skips batches."""
 

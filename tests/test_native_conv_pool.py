@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
+from _train_helpers import grayscale_images, single_thread, train_seed_cnn_bf16  # noqa: F401 (autouse fixture)
 from cnnlab import zoo
 from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
 from cnnlab.model import Sequential
@@ -16,13 +16,6 @@ from cnnlab.native import conv1pool
 
 pytestmark = pytest.mark.skipif(conv1pool.LIBRARY.get() is None,
                                 reason=f"the C kernel is not built here: {conv1pool.LIBRARY.reason}")
-
-
-def _images(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
-    """Normalised-looking images with a flat background band (tied pooling windows), channels-last."""
-    x = torch.randn(n, 1, h, w, generator=torch.Generator().manual_seed(seed))
-    x[:, :, : h // 4] = -0.8102  # Fashion-MNIST's background after normalisation
-    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _run(block, conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor | None, bf16: bool):
@@ -46,7 +39,7 @@ def _torch_block(conv, x, relu=True):
 def test_values_and_gradients_match_torchs_layers(bf16, relu, channels, h, w, bias):
     torch.manual_seed(channels)
     conv = nn.Conv2d(1, channels, 3, padding=1, bias=bias)
-    x = _images(6, h, w)
+    x = grayscale_images(6, h, w)
     ours, ours_grads = _run(lambda: conv1pool.conv_relu_pool(conv, x, relu), conv, x, None, bf16)
     theirs, _ = _run(lambda: _torch_block(conv, x, relu), conv, x, None, bf16)
     grad = torch.randn(theirs.shape, generator=torch.Generator().manual_seed(1)).to(theirs.dtype)
@@ -65,7 +58,7 @@ def test_values_and_gradients_match_torchs_layers(bf16, relu, channels, h, w, bi
 
 def test_eval_without_autograd_matches():
     conv = nn.Conv2d(1, 16, 3, padding=1)
-    x = _images(4, 28, 28, seed=2)
+    x = grayscale_images(4, 28, 28, seed=2)
     with torch.no_grad():
         torch.testing.assert_close(conv1pool.conv_relu_pool(conv, x), _torch_block(conv, x), rtol=1e-5, atol=1e-6)
 
@@ -78,7 +71,7 @@ def test_eval_without_autograd_matches():
 def test_applies_only_to_the_convolution_it_computes(change):
     kw = dict(in_channels=1, out_channels=16, kernel_size=3, padding=1) | change.get("conv", {})
     conv = nn.Conv2d(**kw)
-    x = _images(2, 8, 8).expand(-1, kw["in_channels"], -1, -1).contiguous()
+    x = grayscale_images(2, 8, 8).expand(-1, kw["in_channels"], -1, -1).contiguous()
     if change.get("x") == "requires_grad":  # e.g. a saliency map: the input's gradient is not computed here
         x.requires_grad_()
     if change.get("x") == "float64":
@@ -108,7 +101,7 @@ def _backward_ops(out: torch.Tensor) -> set[str]:
 
 def test_sequential_runs_the_first_block_in_one_pass_unless_watched():
     model = _grayscale_cnn()
-    x = _images(2, 12, 12)
+    x = grayscale_images(2, 12, 12)
     out = model(x)
     assert "_ConvReluPoolBackward" in _backward_ops(out) and "ConvolutionBackward0" not in _backward_ops(out)
     handle = model[0].register_forward_hook(lambda *a: None)  # an inspection: the layers run as written
@@ -126,37 +119,20 @@ def test_a_valid_or_strided_first_conv_is_left_to_torch():
     for conv in (Conv2D(16, 3, padding="valid", activation="relu"),
                  Conv2D(16, 3, strides=2, padding="same", activation="relu")):
         model = Sequential([conv, MaxPool2D(2), Flatten(), Dense(10)], input_shape=(1, 12, 12))
-        assert "_ConvReluPoolBackward" not in _backward_ops(model(_images(2, 12, 12)))
+        assert "_ConvReluPoolBackward" not in _backward_ops(model(grayscale_images(2, 12, 12)))
 
 
 def test_training_seed_cnn_with_the_kernel_follows_the_training_without(monkeypatch):
     """Five Adam steps of seed-cnn in cnnlab's fast CPU setting (bf16 autocast, channels-last) end at
     the same weights with the one-pass first block as with torch's layers, to bf16 rounding."""
 
-    def train() -> tuple[list[torch.Tensor], list[float]]:
-        torch.manual_seed(0)
-        model = zoo.create("seed-cnn").to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        g = torch.Generator().manual_seed(1)
-        losses = []
-        for _ in range(5):
-            x = _images(16, 28, 28, seed=int(torch.randint(0, 1000, (1,), generator=g)))
-            y = torch.randint(0, 10, (16,), generator=g)
-            with torch.autocast("cpu", torch.bfloat16):
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-        return [p.detach().clone() for p in model.parameters()], losses
-
     used = []
     real = conv1pool.conv_relu_pool
     monkeypatch.setattr(conv1pool, "conv_relu_pool", lambda conv, x, relu=True: used.append(1) or real(conv, x, relu))
-    fused_weights, fused_losses = train()
+    fused_weights, fused_losses = train_seed_cnn_bf16(steps=5)
     assert len(used) == 5
     monkeypatch.setattr(conv1pool, "applies", lambda conv, x: False)
-    plain_weights, plain_losses = train()
+    plain_weights, plain_losses = train_seed_cnn_bf16(steps=5)
     assert fused_losses == pytest.approx(plain_losses, rel=1e-3)
     for a, b in zip(fused_weights, plain_weights):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
@@ -167,7 +143,7 @@ def test_fastnets_first_block_without_activation_runs_in_one_pass():
     kernel with the ReLU off, and gives what the layers as written give."""
     torch.manual_seed(0)
     model = zoo.create("fastnet").to(memory_format=torch.channels_last)
-    x = _images(4, 28, 28, seed=5)
+    x = grayscale_images(4, 28, 28, seed=5)
     with torch.autocast("cpu", torch.bfloat16):
         out = model(x)
         handles = [layer.register_forward_hook(lambda *a: None) for layer in model]

@@ -12,8 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
-from cnnlab import zoo
+from _train_helpers import single_thread, train_seed_cnn_bf16  # noqa: F401 (autouse fixture)
 from cnnlab.layers import MaxPool2D, MinPool2D
 from cnnlab.native import conv1pool, maxpool2x2
 from cnnlab.native.build import NativeLibrary, find_compiler
@@ -135,31 +134,14 @@ def test_training_with_the_kernel_is_bitwise_the_training_without(monkeypatch):
     """seed-cnn, bf16 autocast + channels_last (where cnnlab's fast CPU setting uses the kernel, with
     each conv's ReLU fused into it): three Adam steps give the same weights to the bit with the
     kernel and with torch's pooling and ReLU."""
-
-    def train() -> list[torch.Tensor]:
-        torch.manual_seed(0)
-        model = zoo.create("seed-cnn").to(memory_format=torch.channels_last)
-        opt = torch.optim.Adam(model.parameters(), 1e-3)
-        g = torch.Generator().manual_seed(1)
-        for _ in range(3):
-            x = torch.randn(16, 1, 28, 28, generator=g).contiguous(memory_format=torch.channels_last)
-            x[:, :, :6] = -0.4242  # a flat background, as Fashion-MNIST has: tied windows
-            y = torch.randint(0, 10, (16,), generator=g)
-            with torch.autocast("cpu", torch.bfloat16):
-                loss = F.cross_entropy(model(x), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        return [p.detach().clone() for p in model.parameters()]
-
     monkeypatch.setattr(conv1pool, "applies", lambda conv, x: False)  # its own test: test_native_conv_pool.py
     calls = []
     real = maxpool2x2.max_pool_2x2
     monkeypatch.setattr(maxpool2x2, "max_pool_2x2", lambda x, relu=False: calls.append(relu) or real(x, relu))
-    with_kernel = train()
+    with_kernel, _ = train_seed_cnn_bf16(steps=3)
     assert calls == [True] * 9  # three poolings per step, each with the conv's ReLU (pool-first)
     monkeypatch.setattr(maxpool2x2, "applies", lambda x: False)
-    without = train()
+    without, _ = train_seed_cnn_bf16(steps=3)
     assert all(torch.equal(a, b) for a, b in zip(with_kernel, without))
 
 

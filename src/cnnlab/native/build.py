@@ -36,6 +36,14 @@ FLAG_SETS = (["-O3", "-march=native"], ["-O3"])  # -march=native is refused by s
 COMMON_FLAGS = ["-shared", "-fPIC", "-Wno-psabi"]
 
 
+def tracing() -> bool:
+    """True under torch.compile, torch.export, TorchScript or ONNX tracing, which cannot see into a
+    ctypes call: the kernels step aside and torch's operators go into the graph."""
+    import torch
+
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+
+
 def enabled() -> bool:
     """False when the environment says CNNLAB_NATIVE=0 (or false/off/no)."""
     return os.environ.get("CNNLAB_NATIVE", "1").strip().lower() not in ("0", "false", "off", "no")
@@ -77,11 +85,12 @@ def _cpu_id() -> str:
 
 def build(source: Path, compiler: list[str], out_dir: Path) -> Path:
     """Compile `source` into a shared library in `out_dir` (or reuse the cached one); returns its path.
+    The cache key covers the source and the headers beside it, the compiler and flags, and the CPU.
 
     Raises:
         RuntimeError: with one sentence naming the compiler and its first error line.
     """
-    text = source.read_bytes()
+    text = source.read_bytes() + b"".join(h.read_bytes() for h in sorted(source.parent.glob("*.h")))
     version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     errors = []
     for flags in FLAG_SETS:

@@ -14,23 +14,16 @@
  * inputs, weights and bias arrive as floats already rounded to the working precision; each output
  * is the fp32 sum over taps (column by column, top to bottom, fused multiply-adds) plus the bias,
  * rounded to bf16 (nearest even) in bf16 mode; then max pooling with torch's rules (first maximum
- * in window order wins, NaN wins) and ReLU (negatives -> +0.0; -0.0 and NaN stay; a window whose
- * output is <= 0 gets position 4 and passes no gradient). Agreement with torch's oneDNN path is to
- * the last bit of the sum's rounding, which depends on oneDNN's summation order: tests allow a few
- * last-place differences (tests/test_native_conv_pool.py).
+ * in window order wins, NaN wins) and ReLU, as in vec16.h (a window whose output is <= 0 gets
+ * position 4 and passes no gradient). Agreement with torch's oneDNN path is to the last bit of the
+ * sum's rounding, which depends on oneDNN's summation order: tests allow a few last-place
+ * differences (tests/test_native_conv_pool.py).
  *
- * Layouts: x (N, H + 2, W + 2): the image with its one-pixel zero padding ('same'); w (9, C), tap t = 3 * row + column; bias (C) or NULL; y and pos
- * (N, H/2, W/2, C), channels fastest; dw (9, C) and dbias (C) as w and bias.
+ * Layouts: x (N, H + 2, W + 2), the image with its one-pixel zero padding ('same'); w (9, C),
+ * tap t = 3 * row + column; bias (C) or NULL; y and pos (N, H/2, W/2, C), channels fastest;
+ * dw (9, C) and dbias (C) as w and bias. C >= 16 (vec16.h's next_block).
  */
-#include <stdint.h>
-#include <string.h>
-
-#define LANES 16
-typedef float vf __attribute__((vector_size(4 * LANES)));
-typedef int32_t vi __attribute__((vector_size(4 * LANES)));
-typedef uint32_t vu __attribute__((vector_size(4 * LANES)));
-typedef uint16_t vh __attribute__((vector_size(2 * LANES)));
-typedef uint8_t vb __attribute__((vector_size(LANES)));
+#include "vec16.h"
 
 /* Round fp32 to bf16, nearest even, kept as a 32-bit pattern with a zero low half (NaN stays NaN). */
 static inline vi round_bf16(vf f) {
@@ -39,25 +32,6 @@ static inline vi round_bf16(vf f) {
     vi nan = (f != f);
     return (nan & (vi)((u | 0x00400000u) & 0xFFFF0000u)) | (~nan & (vi)rounded);
 }
-
-/* Maximum of a window's four outputs (bits) and its position 0-3 (torch's scan order, NaN wins). */
-static inline void window_max16(vi a, vi b, vi d, vi e, vi *max_bits, vi *pos) {
-    vf fa = (vf)a, fb = (vf)b, fd = (vf)d, fe = (vf)e;
-    vi top = (fb > fa) | (fb != fb);
-    vi m1 = (top & b) | (~top & a);
-    vi bottom = (fe > fd) | (fe != fe);
-    vi m2 = (bottom & e) | (~bottom & d);
-    vf f1 = (vf)m1, f2 = (vf)m2;
-    vi lower = (f2 > f1) | (f2 != f2);
-    *max_bits = (lower & m2) | (~lower & m1);
-    *pos = (lower & (2 - bottom)) | (~lower & -top);
-}
-
-static inline vf load16(const float *p) { vf v; memcpy(&v, p, sizeof v); return v; }
-
-/* Start of the channel block after c: c + 16, or C - 16 for a last block that would run past C
- * (it overlaps the previous block and recomputes a few channels with the same result). */
-static inline long next_block(long c, long C) { return c + 2 * LANES <= C || c + LANES >= C ? c + LANES : C - LANES; }
 
 /* The 4x4 input patch under pooling window (oh, ow): image rows 2oh-1 .. 2oh+2, which are rows
  * 2oh .. 2oh+3 of x padded with one zero pixel on every side, (N, H + 2, W + 2). */
@@ -71,8 +45,8 @@ void cnnlab_conv1pool_fwd(const float *x, const float *w, const float *bias, voi
     const long OH = H / 2, OW = W / 2;
     for (long cb = 0; cb < C; cb = next_block(cb, C)) {
         vf wv[9], bv = {0};
-        for (int t = 0; t < 9; t++) wv[t] = load16(w + t * C + cb);
-        if (bias) bv = load16(bias + cb);
+        for (int t = 0; t < 9; t++) wv[t] = (vf)load16(w, t * C + cb, 0);
+        if (bias) bv = (vf)load16(bias, cb, 0);
         for (long n = 0; n < N; n++)
             for (long oh = 0; oh < OH; oh++)
                 for (long ow = 0; ow < OW; ow++) {
@@ -89,22 +63,10 @@ void cnnlab_conv1pool_fwd(const float *x, const float *w, const float *bias, voi
                         }
                     vi m, k;
                     window_max16(out[0], out[1], out[2], out[3], &m, &k);
-                    if (relu) {
-                        m &= ~((vf)m < 0.0f);
-                        vi dead = ((vf)m <= 0.0f);
-                        k = (dead & 4) | (~dead & k);
-                    }
+                    if (relu) relu16(&m, &k);
                     const long o = ((n * OH + oh) * OW + ow) * C + cb;
-                    if (bf16) {
-                        vh h = __builtin_convertvector((vu)m >> 16, vh);
-                        memcpy((uint16_t *)y + o, &h, sizeof h);
-                    } else {
-                        memcpy((float *)y + o, &m, sizeof m);
-                    }
-                    if (pos) {
-                        vb kb = __builtin_convertvector(k, vb);
-                        memcpy(pos + o, &kb, sizeof kb);
-                    }
+                    store16(y, o, m, bf16);
+                    if (pos) store_pos(pos + o, k);
                 }
     }
 }
@@ -120,17 +82,8 @@ void cnnlab_conv1pool_bwd(const void *g, const uint8_t *pos, const float *x, flo
             for (long oh = 0; oh < OH; oh++)
                 for (long ow = 0; ow < OW; ow++) {
                     const long o = ((n * OH + oh) * OW + ow) * C + cb;
-                    vf gv;
-                    if (bf16) {
-                        vh h;
-                        memcpy(&h, (const uint16_t *)g + o, sizeof h);
-                        gv = (vf)(__builtin_convertvector(h, vu) << 16);
-                    } else {
-                        gv = load16((const float *)g + o);
-                    }
-                    vb kb;
-                    memcpy(&kb, pos + o, sizeof kb);
-                    const vi k = __builtin_convertvector(kb, vi);
+                    const vf gv = (vf)load16(g, o, bf16);
+                    const vi k = load_pos(pos + o);
                     float p[4][4];
                     load_patch(x, n, oh, ow, H, W, p);
                     for (int a = 0; a < 2; a++)

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from cnnlab.native.build import NativeLibrary
-from cnnlab.native.maxpool2x2 import MIN_CHANNELS, _tracing
+from cnnlab.native.build import NativeLibrary, tracing
+from cnnlab.native.maxpool2x2 import MIN_CHANNELS
 
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 LIBRARY = NativeLibrary("conv1pool.c", {
@@ -43,7 +43,7 @@ def applies(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     2x2 pooling, which the caller checks): x a CPU fp32 (N, 1, H, W) batch that needs no gradient
     (the images), conv 1 -> at least 16 channels, 3x3, stride 1, padding 1, fp32 weights, and
     fp32 or CPU bf16 autocast; outside tracing, with the C library built and loaded."""
-    return (not _tracing() and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+    return (not tracing() and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
             and x.shape[1] == 1 and x.shape[2] >= 2 and x.shape[3] >= 2 and x.shape[0] > 0
             and not x.requires_grad and conv.in_channels == 1 and conv.out_channels >= MIN_CHANNELS
             and conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)

@@ -2,8 +2,8 @@
 
 `applies(x)` says whether the C kernel can take x; `max_pool_2x2(x)` equals F.max_pool2d(x, 2)
 bitwise, values and gradients (tests/test_native_pool.py), and is ~3x faster on the 2-core CPU
-for the lecture CNN's first pooling: (128, 16, 28, 28) bf16 forward + backward ~0.3 ms against
-0.9-1.2 ms (docs/speed.md). `max_pool_2x2(x, relu=True)` is relu(max_pool2d(x, 2)) in one pass.
+for the lecture CNN's first pooling: (128, 16, 28, 28) bf16 forward + backward ~0.4 ms against
+0.9-1.1 ms (docs/speed.md). `max_pool_2x2(x, relu=True)` is relu(max_pool2d(x, 2)) in one pass.
 MaxPool2D calls it for 2x2 windows, stride 2, no padding; Sequential's pool-first path with relu.
 """
 
@@ -14,29 +14,22 @@ import ctypes
 import torch
 from torch.autograd.function import once_differentiable
 
-from cnnlab.native.build import NativeLibrary
+from cnnlab.native.build import NativeLibrary, tracing
 
-_P, _L = ctypes.c_void_p, ctypes.c_long
-_FWD = ([_P, _P, _P, _L, _L, _L, _L, ctypes.c_int], None)  # (x, y, positions, N, H, W, C, relu)
-_BWD = ([_P, _P, _P, _L, _L, _L, _L], None)  # (grad y, positions, grad x, N, H, W, C)
+_P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 LIBRARY = NativeLibrary("maxpool2x2.c", {
-    "cnnlab_maxpool2x2_fwd_bf16": _FWD, "cnnlab_maxpool2x2_fwd_f32": _FWD,
-    "cnnlab_maxpool2x2_bwd_bf16": _BWD, "cnnlab_maxpool2x2_bwd_f32": _BWD,
+    "cnnlab_maxpool2x2_fwd": ([_P, _P, _P, _L, _L, _L, _L, _I, _I], None),  # (x, y, positions, N, H, W, C, relu, bf16)
+    "cnnlab_maxpool2x2_bwd": ([_P, _P, _P, _L, _L, _L, _L, _I], None),  # (grad y, positions, grad x, N, H, W, C, bf16)
 })
-_SUFFIX = {torch.bfloat16: "bf16", torch.float32: "f32"}
-MIN_CHANNELS = 16  # LANES in maxpool2x2.c
-
-
-def _tracing() -> bool:
-    """True under torch.compile, TorchScript or ONNX tracing, which cannot see into a ctypes call."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+_DTYPES = (torch.bfloat16, torch.float32)
+MIN_CHANNELS = 16  # LANES in vec16.h
 
 
 def applies(x: torch.Tensor) -> bool:
     """Whether max_pool_2x2 can take x: a CPU bf16/fp32 (N, C, H, W) tensor stored channels-last
     (NHWC in memory), with at least 16 channels (the kernel's vector width; torch's kernel is as
     fast below that) and at least 2x2 pixels, outside tracing, with the C library built and loaded."""
-    return (not _tracing() and x.device.type == "cpu" and x.dtype in _SUFFIX and x.dim() == 4
+    return (not tracing() and x.device.type == "cpu" and x.dtype in _DTYPES and x.dim() == 4
             and x.shape[1] >= MIN_CHANNELS and x.shape[2] >= 2 and x.shape[3] >= 2 and x.shape[0] > 0
             and x.is_contiguous(memory_format=torch.channels_last) and LIBRARY.get() is not None)
 
@@ -50,8 +43,8 @@ class _MaxPool2x2(torch.autograd.Function):
         # each window's winner, 0-3 in scan order (4: closed by the ReLU), stored (N, H/2, W/2, C)
         # like y; only for the backward
         pos = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8) if ctx.needs_input_grad[0] else None
-        getattr(lib, f"cnnlab_maxpool2x2_fwd_{_SUFFIX[x.dtype]}")(
-            x.data_ptr(), y.data_ptr(), None if pos is None else pos.data_ptr(), n, h, w, c, int(relu))
+        lib.cnnlab_maxpool2x2_fwd(x.data_ptr(), y.data_ptr(), None if pos is None else pos.data_ptr(),
+                                  n, h, w, c, int(relu), int(x.dtype == torch.bfloat16))
         ctx.save_for_backward(pos)
         ctx.input_shape = (n, c, h, w)
         return y
@@ -64,8 +57,8 @@ class _MaxPool2x2(torch.autograd.Function):
         grad = grad.contiguous(memory_format=torch.channels_last)
         # channels-last like the input; the kernel writes every element, so no zero fill
         grad_in = torch.empty((n, c, h, w), dtype=grad.dtype, memory_format=torch.channels_last)
-        getattr(LIBRARY.get(), f"cnnlab_maxpool2x2_bwd_{_SUFFIX[grad.dtype]}")(
-            grad.data_ptr(), pos.data_ptr(), grad_in.data_ptr(), n, h, w, c)
+        LIBRARY.get().cnnlab_maxpool2x2_bwd(grad.data_ptr(), pos.data_ptr(), grad_in.data_ptr(), n, h, w, c,
+                                            int(grad.dtype == torch.bfloat16))
         return grad_in, None
 
 
