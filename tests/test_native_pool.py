@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from _train_helpers import single_thread, train_seed_cnn_bf16  # noqa: F401 (autouse fixture)
 from cnnlab.layers import MaxPool2D, MinPool2D
 from cnnlab.native import conv1pool, maxpool2x2
-from cnnlab.native.build import NativeLibrary, find_compiler
+from cnnlab.native.build import HERE, NativeLibrary, build, find_compiler
 
 needs_kernel = pytest.mark.skipif(maxpool2x2.LIBRARY.get() is None,
                                   reason=f"the C kernel is not built here: {maxpool2x2.LIBRARY.reason}")
@@ -204,3 +204,15 @@ def test_cnnlab_native_0_turns_the_kernels_off_quietly(tmp_path, monkeypatch, ca
     with caplog.at_level(logging.WARNING):
         assert lib.get() is None
     assert "CNNLAB_NATIVE=0" in lib.reason and not caplog.records
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler here")
+def test_editing_the_shared_header_makes_a_new_build(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("maxpool2x2.c", "vec16.h"):
+        (src / name).write_bytes((HERE / name).read_bytes())
+    first = build(src / "maxpool2x2.c", find_compiler(), tmp_path / "cache")
+    (src / "vec16.h").write_text((src / "vec16.h").read_text() + "\n/* edited */\n")
+    second = build(src / "maxpool2x2.c", find_compiler(), tmp_path / "cache")
+    assert first != second and first.exists() and second.exists()
