@@ -127,10 +127,16 @@ def test_training_seed_cnn_with_the_kernel_follows_the_training_without(monkeypa
     the same weights with the one-pass first block as with torch's layers, to bf16 rounding."""
 
     used = []
-    real = conv1pool.conv_relu_pool
-    monkeypatch.setattr(conv1pool, "conv_relu_pool", lambda conv, x, relu=True: used.append(1) or real(conv, x, relu))
+    real = conv1pool.conv_relu_pool_if_fits
+
+    def counted(conv, x, relu=True):
+        y = real(conv, x, relu)
+        used.append(y is not None)
+        return y
+
+    monkeypatch.setattr(conv1pool, "conv_relu_pool_if_fits", counted)
     fused_weights, fused_losses = train_seed_cnn_bf16(steps=5)
-    assert len(used) == 5
+    assert used == [True, False, False] * 5  # per step: the first block in one pass, the other two not
     monkeypatch.setattr(conv1pool, "applies", lambda conv, x: False)
     plain_weights, plain_losses = train_seed_cnn_bf16(steps=5)
     assert fused_losses == pytest.approx(plain_losses, rel=1e-3)

@@ -136,8 +136,14 @@ def test_training_with_the_kernel_is_bitwise_the_training_without(monkeypatch):
     kernel and with torch's pooling and ReLU."""
     monkeypatch.setattr(conv1pool, "applies", lambda conv, x: False)  # its own test: test_native_conv_pool.py
     calls = []
-    real = maxpool2x2.max_pool_2x2
-    monkeypatch.setattr(maxpool2x2, "max_pool_2x2", lambda x, relu=False: calls.append(relu) or real(x, relu))
+    real = maxpool2x2.max_pool_2x2_if_fits
+
+    def counted(x, relu=False):
+        y = real(x, relu)
+        calls.append(relu if y is not None else None)
+        return y
+
+    monkeypatch.setattr(maxpool2x2, "max_pool_2x2_if_fits", counted)
     with_kernel, _ = train_seed_cnn_bf16(steps=3)
     assert calls == [True] * 9  # three poolings per step, each with the conv's ReLU (pool-first)
     monkeypatch.setattr(maxpool2x2, "applies", lambda x: False)

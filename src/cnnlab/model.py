@@ -58,9 +58,9 @@ def _first_block_in_one_pass(layer: Layer, pool: MaxPool2D, x: torch.Tensor, rel
     Conv2D of a one-channel batch and pool a plain 2x2 one (a grayscale CNN's first block); else None."""
     if not isinstance(layer, Conv2D) or pool.pool_size != (2, 2) or pool.strides != (2, 2):
         return None
-    if any(layer._extra_pads(x.shape[-2], x.shape[-1])) or any(pool._pads(x)) or not conv1pool.applies(layer.conv, x):
+    if any(layer._extra_pads(x.shape[-2], x.shape[-1])) or any(pool._pads(x)):
         return None
-    return conv1pool.conv_relu_pool(layer.conv, x, relu)
+    return conv1pool.conv_relu_pool_if_fits(layer.conv, x, relu)
 
 
 class Sequential(KerasFacade, Layer):

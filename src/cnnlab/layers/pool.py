@@ -15,8 +15,9 @@ def _max_pool(x: torch.Tensor, size: tuple[int, int], strides: tuple[int, int], 
     """F.max_pool2d(x, size, strides), followed by torch.relu if `relu`. 2x2 windows with stride 2
     on channels-last CPU tensors go through cnnlab's C kernel (native/maxpool2x2.c: the same values
     and gradients, ~3x faster, the ReLU in the same pass)."""
-    if size == (2, 2) and strides == (2, 2) and maxpool2x2.applies(x):
-        return maxpool2x2.max_pool_2x2(x, relu)
+    y = maxpool2x2.max_pool_2x2_if_fits(x, relu) if size == (2, 2) and strides == (2, 2) else None
+    if y is not None:
+        return y
     y = F.max_pool2d(x, size, strides)
     return torch.relu(y) if relu else y
 

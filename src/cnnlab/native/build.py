@@ -9,8 +9,9 @@ renamed into place, so a concurrent or interrupted build never leaves a half-wri
 
 Whatever goes wrong (no compiler, a failed build, a library that will not load) the caller gets
 None and one logged sentence (once per reason) saying why and how to fix it, and uses torch's own
-kernel instead:
-the native kernels only ever make things faster. CNNLAB_NATIVE=0 turns them off.
+kernel instead: the native kernels only ever make things faster. CNNLAB_NATIVE=0 turns them off.
+A flag set the compiler refuses is tried again by each new process (a fraction of a second);
+only successful builds are cached.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import tempfile
 import threading
 from pathlib import Path
 
+import torch
+
 log = logging.getLogger(__name__)
 _SAID: set[str] = set()  # reasons already logged: two kernels missing one compiler make one warning
 
@@ -39,8 +42,6 @@ COMMON_FLAGS = ["-shared", "-fPIC", "-Wno-psabi"]
 def tracing() -> bool:
     """True under torch.compile, torch.export, TorchScript or ONNX tracing, which cannot see into a
     ctypes call: the kernels step aside and torch's operators go into the graph."""
-    import torch
-
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
 

@@ -3,8 +3,8 @@
 
 This is the first block of the lectures' grayscale CNNs (seed-cnn; the README's own example):
 Conv2D(filters >= 16, 3, padding='same', activation='relu') then MaxPool2D(2) on MNIST-like
-images. Sequential runs it through `conv_relu_pool` when `applies` says the kernel can compute
-exactly that block: values agree with torch's path to the last place of the bf16 rounding (the
+images. Sequential runs it through `conv_relu_pool_if_fits`, which uses the kernel where `applies`
+says it computes exactly that block: values agree with torch's path to the last place of the bf16 rounding (the
 tests allow a handful of one-ulp differences from oneDNN's summation order), and the weight and
 bias gradients to float rounding. On the 2-core CPU it turns seed-cnn's first block from the
 largest part of a training step into a small one (docs/speed.md).
@@ -93,6 +93,12 @@ class _ConvReluPool(torch.autograd.Function):
         return None, dweight, dbias, None, None
 
 
+def conv_relu_pool_if_fits(conv: nn.Conv2d, x: torch.Tensor, relu: bool = True) -> torch.Tensor | None:
+    """conv_relu_pool(conv, x, relu) where `applies(conv, x)`, else None (the caller runs the
+    layers); one check, for Sequential's hot path."""
+    return _ConvReluPool.apply(x, conv.weight, conv.bias, relu, bool(_bf16_autocast())) if applies(conv, x) else None
+
+
 def conv_relu_pool(conv: nn.Conv2d, x: torch.Tensor, relu: bool = True) -> torch.Tensor:
     """max_pool2d(relu(conv(x)), 2) (relu optional) in one pass; (N, 1, H, W) -> (N, C, H//2, W//2),
     bf16 under CPU bf16 autocast, else fp32, channels-last.
@@ -100,8 +106,9 @@ def conv_relu_pool(conv: nn.Conv2d, x: torch.Tensor, relu: bool = True) -> torch
     Raises:
         ValueError: conv and x are not what the kernel computes (see `applies`); run the layers.
     """
-    if not applies(conv, x):  # the C code trusts shapes and layouts: never give it others
+    y = conv_relu_pool_if_fits(conv, x, relu)  # the C code trusts shapes and layouts: never give it others
+    if y is None:
         why = LIBRARY.reason or ("it takes a CPU fp32 (N, 1, H, W) batch without gradient and a 3x3, stride-1, "
                                  f"padding-1 convolution to at least {MIN_CHANNELS} channels")
         raise ValueError(f"conv_relu_pool cannot take this convolution and input: {why}")
-    return _ConvReluPool.apply(x, conv.weight, conv.bias, relu, bool(_bf16_autocast()))
+    return y

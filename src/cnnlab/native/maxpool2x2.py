@@ -4,7 +4,8 @@
 bitwise, values and gradients (tests/test_native_pool.py), and is ~3x faster on the 2-core CPU
 for the lecture CNN's first pooling: (128, 16, 28, 28) bf16 forward + backward ~0.4 ms against
 0.9-1.1 ms (docs/speed.md). `max_pool_2x2(x, relu=True)` is relu(max_pool2d(x, 2)) in one pass.
-MaxPool2D calls it for 2x2 windows, stride 2, no padding; Sequential's pool-first path with relu.
+MaxPool2D calls `max_pool_2x2_if_fits` for 2x2 windows, stride 2, no padding (with relu on
+Sequential's pool-first path).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ MIN_CHANNELS = 16  # LANES in vec16.h
 
 def applies(x: torch.Tensor) -> bool:
     """Whether max_pool_2x2 can take x: a CPU bf16/fp32 (N, C, H, W) tensor stored channels-last
-    (NHWC in memory), with at least 16 channels (the kernel's vector width; torch's kernel is as
-    fast below that) and at least 2x2 pixels, outside tracing, with the C library built and loaded."""
+    (NHWC in memory), with at least 16 channels (the kernel's vector width: fewer would need a
+    scalar loop, which measured slower than torch) and at least 2x2 pixels, outside tracing, with
+    the C library built and loaded."""
     return (not tracing() and x.device.type == "cpu" and x.dtype in _DTYPES and x.dim() == 4
             and x.shape[1] >= MIN_CHANNELS and x.shape[2] >= 2 and x.shape[3] >= 2 and x.shape[0] > 0
             and x.is_contiguous(memory_format=torch.channels_last) and LIBRARY.get() is not None)
@@ -62,6 +64,12 @@ class _MaxPool2x2(torch.autograd.Function):
         return grad_in, None
 
 
+def max_pool_2x2_if_fits(x: torch.Tensor, relu: bool = False) -> torch.Tensor | None:
+    """max_pool_2x2(x, relu) where `applies(x)`, else None (the caller runs torch's pooling); one
+    check, for the layers' hot path."""
+    return _MaxPool2x2.apply(x, relu) if applies(x) else None
+
+
 def max_pool_2x2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
     """F.max_pool2d(x, 2) through the C kernel, or with relu=True torch.relu(F.max_pool2d(x, 2)) in
     the same pass. (N, C, H, W) -> (N, C, H//2, W//2).
@@ -69,8 +77,9 @@ def max_pool_2x2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:
     Raises:
         ValueError: x is not a tensor the kernel can read (see `applies`); use F.max_pool2d.
     """
-    if not applies(x):  # the C code trusts the layout it is handed: never give it another
+    y = max_pool_2x2_if_fits(x, relu)  # the C code trusts the layout it is handed: never give it another
+    if y is None:
         why = LIBRARY.reason or (f"it takes channels-last CPU bf16/fp32 tensors with at least {MIN_CHANNELS} "
                                  f"channels and 2x2 pixels, not {x.dtype} {tuple(x.shape)} on {x.device}")
         raise ValueError(f"max_pool_2x2 cannot take this tensor: {why}; use torch's F.max_pool2d(x, 2)")
-    return _MaxPool2x2.apply(x, relu)
+    return y
