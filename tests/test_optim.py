@@ -198,14 +198,19 @@ def test_ema_math_buffers_and_swap():
         with torch.no_grad():
             model[0].weight.fill_(w)
             model[1].running_mean.fill_(w)
+            model[1].num_batches_tracked.fill_(n + 1)
         d = min(0.9, (1 + n) / (10 + n))  # TF's num_updates warm-up
         expected = d * expected + (1 - d) * w
         ema.update()
     assert ema.shadow["0.weight"].item() == pytest.approx(expected, rel=1e-6)
-    assert ema.shadow["1.running_mean"].item() == w  # buffers are copied, not averaged
+    # BN's running statistics are averaged like the weights; its integer batch counter is copied
+    assert ema.shadow["1.running_mean"].item() == pytest.approx(expected, rel=1e-6)
+    assert ema.shadow["1.running_var"].item() == pytest.approx(1.0)  # constant 1 averages to 1
+    assert ema.shadow["1.num_batches_tracked"].item() == 30
     with ema.applied():
         assert model[0].weight.item() == pytest.approx(expected, rel=1e-6)
-    assert model[0].weight.item() == w  # own weights back
+        assert model[1].running_mean.item() == pytest.approx(expected, rel=1e-6)
+    assert model[0].weight.item() == w and model[1].running_mean.item() == w  # own state back
     plain = ModelEMA(model, 0.5, warmup=False)
     with torch.no_grad():
         model[0].weight.fill_(w + 2)
