@@ -143,7 +143,8 @@ def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=
     if cfg.whiten_stem:  # before the optimizer is built: the frozen stem weight is left out of it
         whiten_first_conv(model, train_batches.sample_images(WHITENING_IMAGES))
     optimizer = make_optimizer(cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay,
-                               bias_lr_scale=cfg.bias_lr_scale)
+                               bias_lr_scale=cfg.bias_lr_scale, muon_lr=cfg.muon_lr,
+                               muon_momentum=cfg.muon_momentum)
     scheduler = make_scheduler(cfg.schedule, optimizer, len(train_batches), cfg.epochs, cfg.warmup_epochs,
                                step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
     ema = ModelEMA(model, cfg.ema) if cfg.ema else None

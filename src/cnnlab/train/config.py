@@ -13,7 +13,7 @@ from typing import Any
 from cnnlab.errors import ConfigError
 
 SCHEDULES = ("constant", "step", "exponential", "cosine", "onecycle")
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop", "adagrad", "muon")
 INITS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_normal", "lecun_uniform")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -55,10 +55,13 @@ class TrainConfig:
     # the loop
     epochs: int = _f(10, "passes over the training set")
     batch_size: int = _f(128, "images per optimizer step")
-    optimizer: str = _f("adam", "optimizer: sgd, adam, adamw, rmsprop, adagrad")
+    optimizer: str = _f("adam", "optimizer: sgd, adam, adamw, rmsprop, adagrad, or muon (Muon for convolution "
+                                "filters, sgd with lr/momentum/nesterov for the rest)")
     lr: float = _f(1e-3, "learning rate (the peak for onecycle)")
     momentum: float = _f(0.9, "momentum for sgd")
-    nesterov: bool = _f(False, "Nesterov momentum (sgd only)")
+    nesterov: bool = _f(False, "Nesterov momentum (sgd and muon)")
+    muon_lr: float = _f(0.24, "muon: learning rate of the convolution filters (airbench94_muon: 0.24)")
+    muon_momentum: float = _f(0.6, "muon: momentum of the convolution filters (airbench94_muon: 0.6)")
     weight_decay: float = _f(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw); not on BN or bias")
     # learning-rate schedule, stepped every batch
     schedule: str = _f("constant", "lr schedule: constant, step, exponential, cosine, onecycle")
@@ -121,6 +124,9 @@ class TrainConfig:
                               "mode='reduce-overhead' graphs)")
         if self.bias_lr_scale <= 0:
             raise ConfigError(f"bias_lr_scale must be > 0, got {self.bias_lr_scale}: 1 trains biases at lr")
+        if self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:
+            raise ConfigError(f"muon_lr must be > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
+                              f"{self.muon_momentum}: airbench94_muon uses 0.24 and 0.6")
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"ema is a decay in (0, 1), got {self.ema}: try 0.999")
 
