@@ -79,7 +79,8 @@ class KerasFacade:
         """Choose the optimizer and loss, as Keras's model.compile.
 
         Args:
-            optimizer: sgd, adam, adamw, rmsprop, adagrad, or a torch optimizer over self.parameters().
+            optimizer: sgd, adam, adamw, rmsprop, adagrad, muon (the filters by Muon at its lr 0.24,
+                the rest by SGD at lr), or a torch optimizer over self.parameters().
             loss: sparse_categorical_crossentropy (labels are indices) or categorical_crossentropy (one-hot).
             metrics: only "accuracy" is tracked (and always is).
             lr: learning rate when optimizer is a name.

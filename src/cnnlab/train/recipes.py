@@ -3,13 +3,12 @@
 Figures each recipe reaches (test accuracy on the official 10,000 test images; `cnnlab bench`
 measures them; docs/speed.md has the commands and the raw numbers):
 
-- fashion-mnist fast, CPU: 91% test accuracy within its 3 epochs in every seed measured: over 5
-  seeds 91.06% after 2 epochs in one, after 3 in the others (91.35-91.63%); training seconds to
-  91%: 9.8 / 14.5 / 14.4 / 14.0 / 14.4, median 14.4 s, epochs 4.6-4.9 s (`cnnlab bench --which
-  time-to-accuracy --runs 5`), on the 2-core AMD EPYC (avx512_bf16, 2 threads, load average ~1.5)
-  this project is built on. Keras' lecture recipe there: 105 s. (With CNNLAB_NATIVE=0, torch's
-  kernels only: epochs 5.5-5.9 s, 2 of 5 seeds at 91% after 2 epochs, median 16.7 s; which seeds
-  pass after 2 epochs moves with the last-place differences of the first block's sums.)
+- fashion-mnist fast, CPU (fastnet, 2 epochs, Muon for the filters): 91% test accuracy after its 2
+  epochs in every seed measured: over 5 seeds 91.55-91.91%; training seconds to 91%: 10.7 / 11.2 /
+  9.3 / 9.5 / 9.4, median 9.5 s, epochs 4.6-5.7 s (`cnnlab bench --which time-to-accuracy --runs
+  5`, load average ~1.5), on the 2-core AMD EPYC (avx512_bf16, 2 threads) this project is built on.
+  Keras' lecture recipe there: 105 s. (The recipe before Muon, SGD for every parameter and 3
+  epochs: median 15.3 s in the same process, 4 of 5 seeds needing the third epoch.)
 - fashion-mnist fast, CUDA (the `on_cuda` part: airbench94's recipe on fastnet-large, with its
   whitened stem and BN-bias lr, 12 epochs, no weight EMA, CUDA graphs): 94.94% mean (min 94.87%)
   over 5 seeds in 2.74 s per run, training plus flip-TTA evaluation, on one H100 (`cnnlab bench
@@ -27,7 +26,12 @@ SGD-Nesterov momentum 0.85, label smoothing 0.2, flip + 2 px translate, TTA, wei
 airbench states lr per 1024 examples for a summed loss: 11.5 / (1 + 1/(1 - 0.85)) = 1.5 is the
 same step for cnnlab's mean loss at batch 1024; its decoupled decay 0.0153 becomes torch's coupled
 weight_decay 0.0153 / (1 + 1/0.15) / 1.5 ~= 1.3e-3. airbench's Lookahead is left out: an EMA of the
-weights in its place cost 0.3 to 1.3 points (docs/speed.md has the sweeps).
+weights in its place cost 0.3 to 1.3 points (docs/speed.md has the sweeps), while ModelEMA copied
+BatchNorm's statistics instead of averaging them; it averages them now, not yet re-measured on a GPU.
+The Muon variants in scripts/gpu_next.json translate airbench94_muon (batch 2000, summed loss,
+logits / 256) to fastnet-large (mean loss, logits / 9): a head step moves the logits by lr * scale^2,
+so lr = 0.67 * 2000 * (9 / 256)^2 ~= 1.66, BN biases at 0.053 * 2000 = 106 ~= 64 x 1.66, and its
+decay 2e-6 * 2000 per step becomes torch's coupled weight_decay 4e-3 / 1.66 ~= 2.4e-3.
 """
 
 from __future__ import annotations

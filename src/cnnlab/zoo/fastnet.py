@@ -3,9 +3,9 @@
 `fastnet` is the CPU recipe's net: three blocks conv-pool-BN-ReLU (the first convolution at full
 resolution, the wider ones on 14x14 and 7x7 maps; BN and ReLU after the pooling, on a quarter of
 the pixels), a flatten head. At 28x28 and widths 24-48-96 it costs 4.2 M multiply-adds per image,
-twice seed-cnn's 2.1 M, yet an epoch takes 5.7 s on the 2-core CPU in bf16 (seed-cnn's lecture
-loop: 7.7 s), and with `--recipe fast` it passes 91% Fashion-MNIST test accuracy after 2-3 epochs
-where the lecture's CNN in Keras needs 11 (docs/speed.md).
+twice seed-cnn's 2.1 M, yet an epoch takes ~5 s on the 2-core CPU in bf16 (seed-cnn's lecture
+loop: 7.7 s), and with `--recipe fast` (Muon for its filters) it passes 91% Fashion-MNIST test
+accuracy after 2 epochs where the lecture's CNN in Keras needs 11 (docs/speed.md).
 
 `fastnet-large` is airbench94's network (Keller Jordan, github.com/KellerJordan/cifar10-airbench,
 airbench94.py) adapted to any input: a 2x2 "whitening" stem convolution, three blocks
