@@ -264,3 +264,30 @@ def test_arithmetic_strings():
     dilated = Conv2D(1, 3, dilation_rate=2)
     dilated.build((1, 10, 10))
     assert dilated.arithmetic()[0] == "H: (10 + 2*0 - 5)/1 + 1 = 6 (kernel 3 dilated by 2 spans 5)"
+
+
+def test_global_max_pool_trains_under_compile_and_bf16():
+    """torch.compile's amax backward returns NaN gradients under bf16 autocast (pytorch/pytorch#186799):
+    compiled, GlobalMaxPool2D takes max over the flattened map. Gradients must be finite and match
+    eager's wherever the maximum is unique (these random maps have no ties)."""
+    from cnnlab.layers import Activation
+    from cnnlab.model import Sequential
+
+    def build():
+        torch.manual_seed(0)
+        return Sequential([Conv2D(8, 3, padding="same", use_bias=False), Activation("gelu"),
+                           Conv2D(8, 3, padding="same", use_bias=False), Activation("gelu"),
+                           GlobalMaxPool2D(), Dense(10, use_bias=False)], input_shape=(1, 12, 12))
+
+    x, y = torch.randn(16, 1, 12, 12, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
+    grads = {}
+    for mode in ("eager", "compiled"):
+        model = build()
+        run = torch.compile(model) if mode == "compiled" else model
+        with torch.autocast("cpu", torch.bfloat16):
+            loss = F.cross_entropy(run(x).float(), y)
+        loss.backward()
+        grads[mode] = [p.grad.float() for p in model.parameters()]
+    for eager, compiled in zip(grads["eager"], grads["compiled"]):
+        assert torch.isfinite(compiled).all()
+        torch.testing.assert_close(compiled, eager, rtol=0.05, atol=0.05 * eager.abs().max().item())

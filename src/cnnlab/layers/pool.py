@@ -146,9 +146,18 @@ class _GlobalPool2D(Layer):
 
 @register("GlobalMaxPooling2D")
 class GlobalMaxPool2D(_GlobalPool2D):
-    """Largest value of each channel: (N, C, H, W) -> (N, C)."""
+    """Largest value of each channel: (N, C, H, W) -> (N, C).
+
+    Eagerly it is amax, whose gradient splits evenly among tied maxima (as TensorFlow's reduce_max,
+    which Keras' GlobalMaxPooling2D is). Under torch.compile it is max over the flattened map, whose
+    gradient goes to one of them: inductor's amax backward gives NaN gradients under bf16/fp16
+    autocast (pytorch/pytorch#186799; here it made fastnet-large's loss NaN at step 2, on the CPU
+    and on an H100). The values are the same; only ties' gradients differ.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return x.flatten(2).max(dim=2).values
         return x.amax(dim=(2, 3))
 
 
