@@ -4,9 +4,11 @@ gradients; MaxPool2D takes it where it applies; and its build falls back cleanly
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 
 from _train_helpers import single_thread, train_seed_cnn_bf16  # noqa: F401 (autouse fixture)
 from cnnlab.layers import MaxPool2D, MinPool2D
+from cnnlab.native import build as build_module
 from cnnlab.native import conv1pool, maxpool2x2
 from cnnlab.native.build import HERE, NativeLibrary, build, find_compiler
 
@@ -222,3 +225,23 @@ def test_editing_the_shared_header_makes_a_new_build(tmp_path):
     (src / "vec16.h").write_text((src / "vec16.h").read_text() + "\n/* edited */\n")
     second = build(src / "maxpool2x2.c", find_compiler(), tmp_path / "cache")
     assert first != second and first.exists() and second.exists()
+
+
+@pytest.mark.skipif(find_compiler() is None, reason="no C compiler here")
+def test_a_new_build_removes_the_kernels_month_old_builds_only(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    month_ago = time.time() - build_module.STALE_SECONDS - 60
+    old, recent = cache / "maxpool2x2-0123456789abcdef.so", cache / "maxpool2x2-fedcba9876543210.so"
+    killed, other = cache / ".maxpool2x2-tmpk1ll3d.so", cache / "conv1pool-0123456789abcdef.so"
+    for path in (old, recent, killed, other):
+        path.write_bytes(b"an earlier build")
+    for path in (old, killed, other):
+        os.utime(path, (month_ago, month_ago))
+    built = build(HERE / "maxpool2x2.c", find_compiler(), cache)
+    assert built.exists() and recent.exists() and other.exists()  # another kernel's builds are its own
+    assert not old.exists() and not killed.exists()
+    old.write_bytes(b"an earlier build")
+    os.utime(old, (month_ago, month_ago))
+    assert build(HERE / "maxpool2x2.c", find_compiler(), cache) == built
+    assert old.exists()  # a cache hit only looks up its own file: cleaning waits for the next build

@@ -6,6 +6,7 @@ cached under $XDG_CACHE_HOME/cnnlab/native (else ~/.cache/cnnlab/native), named 
 source, the compiler, its flags and this CPU, so an edited kernel, another compiler or another
 machine sharing the home folder each get their own build. It is written to a temporary name and
 renamed into place, so a concurrent or interrupted build never leaves a half-written library.
+A new build removes the same kernel's builds that are more than 30 days old.
 
 Whatever goes wrong (no compiler, a failed build, a library that will not load) the caller gets
 None and one logged sentence (once per reason) saying why and how to fix it, and uses torch's own
@@ -27,6 +28,7 @@ import subprocess
 import sysconfig
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import torch
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 _SAID: set[str] = set()  # reasons already logged: two kernels missing one compiler make one warning
 
 HERE = Path(__file__).resolve().parent
+STALE_SECONDS = 30 * 24 * 3600  # older builds of a kernel are removed when it is built anew
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])  # -march=native is refused by some compilers (e.g. older Apple clang)
 COMMON_FLAGS = ["-shared", "-fPIC", "-Wno-psabi"]
 
@@ -108,6 +111,7 @@ def build(source: Path, compiler: list[str], out_dir: Path) -> Path:
                                   capture_output=True, text=True, timeout=120)
             if done.returncode == 0:
                 os.replace(tmp, target)  # atomic: readers see the old state or the whole library
+                _remove_stale(out_dir, source.stem, keep=target)
                 return target
             lines = (done.stderr or done.stdout).strip().splitlines()
             errors.append(next((ln for ln in lines if "error" in ln), lines[0] if lines else f"exit {done.returncode}"))
@@ -115,6 +119,20 @@ def build(source: Path, compiler: list[str], out_dir: Path) -> Path:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     raise RuntimeError(f"{' '.join(compiler)} could not compile {source.name}: {errors[-1].strip()}")
+
+
+def _remove_stale(out_dir: Path, stem: str, keep: Path) -> None:
+    """Delete this kernel's other builds (and temp files of killed builds) last written more than
+    STALE_SECONDS ago: each edit of a kernel, compiler or CPU leaves a build behind, ~30 KB each.
+    Recent ones stay, so machines or versions sharing the cache do not rebuild in turn; a library
+    some process has loaded keeps working after its file is unlinked."""
+    now = time.time()
+    for path in [*out_dir.glob(f"{stem}-*.so"), *out_dir.glob(f".{stem}-*.so")]:
+        try:
+            if path != keep and now - path.stat().st_mtime > STALE_SECONDS:
+                path.unlink()
+        except OSError:
+            pass  # another process removed it first, or the folder is read-only: harmless
 
 
 class NativeLibrary:
