@@ -62,11 +62,11 @@ def test_mini_set_uses_fashion_mnist_recipes():
 
 def test_unknown_recipe_names_the_valid_pairs():
     with pytest.raises(ConfigError, match="fashion-mnist fast") as e:
-        recipe_overrides("mnist", "best")
-    assert "mnist" in str(e.value) and "'best'" in str(e.value)
+        recipe_overrides("mnist", "fastest")
+    assert "mnist" in str(e.value) and "'fastest'" in str(e.value)
     with pytest.raises(ConfigError, match="valid pairs"):
         recipe_overrides("svhn", "fast")
-    assert "cifar10 fast" in recipe_names()
+    assert {"cifar10 fast", "cifar10 best", "mnist best", "kmnist best"} <= set(recipe_names())
 
 
 def test_overrides_win_over_the_recipe():
@@ -127,3 +127,18 @@ def test_bf16_channels_last_matches_fp32_accuracy():
         accs[precision] = accuracy_on_test(session.model, cfg, data, torch.device("cpu"))
     assert accs["fp32"] > 0.7, accs  # it learned: the comparison means something
     assert abs(accs["bf16"] - accs["fp32"]) <= 0.04, accs
+
+
+@pytest.mark.parametrize("data,shape", [("mnist", (1, 28, 28)), ("kmnist", (1, 28, 28)), ("cifar10", (3, 32, 32))])
+def test_best_recipes_for_unmeasured_sets_take_steps_on_their_shapes(data, shape):
+    """The best recipes nobody has measured yet (no GPU, no copy of these sets here): their net,
+    augmentations and TTA run on random images of the set's shape, 2 steps of 16, without NaN."""
+    g = torch.Generator().manual_seed(0)
+    images = lambda n: torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)  # noqa: E731
+    labels = lambda n: torch.arange(n) % 10  # noqa: E731
+    fake = ImageDataset(data, [str(i) for i in range(10)], images(32), labels(32), images(16), labels(16))
+    over = {**recipe_overrides(data, "best", "cuda"), "precision": "fp32", "cuda_graph": False}
+    cfg = TrainConfig.from_dict({**over, "data": data, "epochs": 1, "batch_size": 16, "warmup_epochs": 0.5})
+    session = train_in_memory(cfg, fake, "cpu")
+    assert _finite(session.model)
+    assert 0.0 <= accuracy_on_test(session.model, cfg, fake, torch.device("cpu"), recipe_tta(data, "best", "cuda")) <= 1
