@@ -93,3 +93,47 @@ def test_config_round_trip_and_validation():
         Augment(translate=-1)
     with pytest.raises(ConfigError):
         Augment(padding="wrap")
+
+
+def test_alternating_flip_shows_each_image_both_ways_over_two_epochs():
+    from cnnlab.data import TensorBatches
+
+    x = _images(n=200, channels=1)
+    y = torch.arange(200)  # the label is the image's index, to find each image in a batch
+    seen = {}
+    for seed in (0, 1):
+        batches = TensorBatches(x, y, 32, seed=seed, augment=Augment(flip="alternating"))
+        per_epoch = []
+        for epoch in range(3):
+            batches.set_epoch(epoch)
+            flipped = torch.zeros(200, dtype=torch.bool)
+            for xb, yb in batches:
+                raw = x[yb].float()  # normalised with mean 0, std 1: x / 255
+                is_flip = torch.isclose(xb * 255, raw.flip(3)).flatten(1).all(1)
+                is_same = torch.isclose(xb * 255, raw).flatten(1).all(1)
+                assert (is_flip | is_same).all()
+                flipped[yb] = is_flip
+            per_epoch.append(flipped)
+        assert torch.equal(per_epoch[0], ~per_epoch[1])  # the other side in the next epoch
+        assert torch.equal(per_epoch[0], per_epoch[2])  # and back
+        assert 60 < int(per_epoch[0].sum()) < 140  # which side comes first is random per image
+        seen[seed] = per_epoch[0]
+    assert not torch.equal(seen[0], seen[1])  # and drawn from the seed
+    again = TensorBatches(x, y, 32, seed=0, augment=Augment(flip="alternating"))
+    again.start_at(3)  # a resumed pass flips batch 3 as the uninterrupted one did
+    xb, yb = next(iter(again))
+    assert torch.equal(torch.isclose(xb * 255, x[yb].float().flip(3)).flatten(1).all(1), seen[0][yb])
+
+
+def test_alternating_flip_needs_the_batches_schedule():
+    aug = Augment(flip="alternating", translate=1)
+    assert aug.flip and aug.get_config()["flip"] == "alternating"
+    assert Augment(**aug.get_config()).get_config() == aug.get_config()
+    with pytest.raises(ConfigError, match="TensorBatches passes"):
+        aug(_images(), _gen())
+    mask = torch.arange(64) % 2 == 0
+    out = Augment(flip="alternating")(_images(), _gen(), flip_mask=mask)
+    assert torch.equal(out[mask], _images()[mask].flip(3)) and torch.equal(out[~mask], _images()[~mask])
+    assert Augment(flip="random").get_config()["flip"] is True
+    with pytest.raises(ConfigError, match="'random' or 'alternating'"):
+        Augment(flip="sometimes")

@@ -66,25 +66,49 @@ class Augment:
     """Flip, translate and cutout applied to a whole batch, in that order.
 
     Args:
-        flip: mirror left-right with p = 0.5; only where that keeps the label.
+        flip: mirror left-right; only where that keeps the label. True or "random": each image
+            with p = 0.5 each time it is drawn. "alternating" (airbench): each image in a fixed
+            random orientation in even epochs and the other one in odd epochs, so over two epochs
+            every image is seen both ways exactly once, where random flips repeat one side a
+            quarter of the time; the batches (TensorBatches) pass that schedule as flip_mask. (K.
+            Jordan, arXiv:2404.00498: better than random flips wherever flipping helps at all.)
         translate: largest shift in pixels (pad by it, random crop back); 0 for none.
         cutout: side of the zeroed square in pixels; 0 for none.
         padding: "zeros" or "reflect", how translate fills the border.
     """
 
-    def __init__(self, flip: bool = False, translate: int = 0, cutout: int = 0,
+    def __init__(self, flip: bool | str = False, translate: int = 0, cutout: int = 0,
                  padding: str = "zeros"):
         if translate < 0 or cutout < 0:
             raise ConfigError(f"augment translate and cutout are pixel counts >= 0, got "
                               f"translate={translate}, cutout={cutout}")
         if padding not in ("zeros", "reflect"):
             raise ConfigError(f"augment padding must be 'zeros' or 'reflect', not {padding!r}")
-        self.flip, self.translate, self.cutout = bool(flip), translate, cutout
+        modes = {False: None, None: None, True: "random", "random": "random", "alternating": "alternating"}
+        if not isinstance(flip, (bool, str, type(None))) or flip not in modes:
+            raise ConfigError(f"augment flip must be true, false, 'random' or 'alternating', not {flip!r}")
+        self.flip_mode: str | None = modes[flip]
+        self.flip = self.flip_mode is not None
+        self.translate, self.cutout = translate, cutout
         self.padding = padding
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if self.flip:
+    def __call__(self, x: torch.Tensor, generator: torch.Generator,
+                 flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Augment a batch.
+
+        Args:
+            x: images (B, C, H, W).
+            generator: the batch's random draws, on x's device.
+            flip_mask: (B,) bool, which images to mirror; required for flip "alternating",
+                ignored otherwise.
+        """
+        if self.flip_mode == "random":
             x = random_flip(x, generator)
+        elif self.flip_mode == "alternating":
+            if flip_mask is None:
+                raise ConfigError("augment flip 'alternating' needs each image's flip schedule, which "
+                                  "TensorBatches passes; elsewhere use flip: true")
+            x = torch.where(flip_mask.view(-1, 1, 1, 1), x.flip(3), x)
         if self.translate:
             x = random_translate(x, generator, self.translate, self.padding)
         if self.cutout:
@@ -93,8 +117,8 @@ class Augment:
 
     def get_config(self) -> dict:
         """JSON-able constructor arguments."""
-        return {"flip": self.flip, "translate": self.translate, "cutout": self.cutout,
-                "padding": self.padding}
+        flip = self.flip_mode if self.flip_mode == "alternating" else self.flip
+        return {"flip": flip, "translate": self.translate, "cutout": self.cutout, "padding": self.padding}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

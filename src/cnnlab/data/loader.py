@@ -42,7 +42,9 @@ class TensorBatches:
         seed: with the epoch, fixes the permutation and the augmentation draws.
         device: where the set lives and batches are made.
         mean, std: per channel of x / 255 (ImageDataset.mean / .std).
-        augment: optional (x uint8 (B, C, H, W), generator) -> x, applied before normalising.
+        augment: optional (x uint8 (B, C, H, W), generator) -> x, applied before normalising. An
+            Augment with flip "alternating" also gets flip_mask (B,) bool: image i is mirrored in
+            epoch e when its fixed random bit (drawn from the seed) differs from e's parity.
         channels_last: hand out batches in channels-last memory format.
         dtype: floating dtype of the normalised batches.
     """
@@ -79,6 +81,10 @@ class TensorBatches:
         self._shift = (-mean_t / std_t).to(self.device, dtype)
         self.epoch = 0
         self._start = 0
+        self._flip_bits = None  # (N,) bool on the device, for an alternating flip
+        if getattr(augment, "flip_mode", None) == "alternating":
+            g = torch.Generator().manual_seed(derive_seed(seed, 0, 2))  # on the CPU: the same on every device
+            self._flip_bits = (torch.rand(len(self.x), generator=g) < 0.5).to(self.device)
 
     def __len__(self) -> int:
         n = len(self.x)
@@ -127,7 +133,10 @@ class TensorBatches:
         for i in range(start, len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.x[idx]
-            if self.augment is not None:
+            if self._flip_bits is not None:
+                flip = self._flip_bits[idx] ^ bool(epoch % 2)  # the other side every other epoch
+                x = self.augment(x, self._augment_generator(epoch, i), flip_mask=flip)
+            elif self.augment is not None:
                 x = self.augment(x, self._augment_generator(epoch, i))
             yield self.normalise(x), self.y[idx]
         # a finished pass moves on, so iterating again without set_epoch reshuffles

@@ -81,7 +81,8 @@ class TrainConfig:
     bias_lr_scale: float = _f(1.0, "learning-rate multiplier for biases and BatchNorm parameters (airbench: 64)")
     whiten_stem: bool = _f(False, "initialise the first convolution as a frozen patch-whitening filter bank "
                                   "computed from 5,000 training images (airbench; needs 2*C*k*k filters)")
-    augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, translate: 2, cutout: 8} (None = off)")
+    augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, translate: 2, cutout: 8} (None = off); "
+                                    "flip: alternating mirrors each image every other epoch")
     tta: str | None = _f(None, "test-time augmentation at evaluation: flip or flip-translate (None = off)")
     # stopping
     early_stopping_patience: int | None = _f(None, "stop after this many epochs without val_loss improvement")
