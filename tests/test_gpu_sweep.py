@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_sweep.py"
@@ -79,3 +81,27 @@ def test_the_muon_gpu_variant_trains_on_the_cpu_with_a_tiny_budget():
     session = train_in_memory(cfg, data, "cpu")
     accuracy = accuracy_on_test(session.model, cfg, data, torch.device("cpu"), variant["tta"])
     assert accuracy > 0.7  # 15 steps of 128 reach ~0.85 here (SGD's recipe: ~0.85); chance is 0.1
+
+
+@pytest.mark.parametrize("name", [v["name"] for v in json.loads(NEXT.read_text())])
+def test_every_next_gpu_variant_takes_steps_on_the_cpu(name):
+    """Each variant's net, optimizer, augmentations and TTA, 2 steps of 32 images, without NaN
+    (CUDA graphs and compile off: they need a GPU or minutes here; test_layers covers compiling)."""
+    import torch
+
+    from cnnlab.bench.session import accuracy_on_test, train_in_memory
+    from cnnlab.data import ImageDataset, load_dataset
+    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.recipes import recipe_overrides, recipe_tta
+
+    variant = next(v for v in json.loads(NEXT.read_text()) if v["name"] == name)
+    mini = load_dataset("fashion-mnist-mini")
+    data = ImageDataset(mini.name, mini.classes, mini.x_train[:64], mini.y_train[:64], mini.x_test[:32],
+                        mini.y_test[:32])
+    values = {**recipe_overrides("fashion-mnist", variant["recipe"], "cuda"), **variant.get("overrides", {}),
+              "data": data.name, "epochs": 1, "batch_size": 32, "warmup_epochs": 0.5, "cuda_graph": False,
+              "compile": False, "precision": "fp32"}
+    session = train_in_memory(TrainConfig.from_dict(values), data, "cpu")
+    assert all(torch.isfinite(t).all() for t in session.model.state_dict().values() if t.is_floating_point())
+    tta = variant["tta"] if "tta" in variant else recipe_tta("fashion-mnist", variant["recipe"], "cuda")
+    assert 0.0 <= accuracy_on_test(session.model, TrainConfig.from_dict(values), data, torch.device("cpu"), tta) <= 1

@@ -115,6 +115,29 @@ def test_published_parameter_counts(name):
     assert zoo.count_parameters(name, num_classes=1000) == PUBLISHED[name]
 
 
+def _wrn_parameters(depth: int, k: int, in_channels: int = 3, classes: int = 10) -> int:
+    """WRN-d-k's parameters by hand: conv weights, BN gamma + beta, 1x1 shortcuts where the width
+    changes, the classifier with its bias (Zagoruyko & Komodakis 2016, table 1's layout)."""
+    n, total, c_in = (depth - 4) // 6, in_channels * 16 * 9, 16
+    for c in (16 * k, 32 * k, 64 * k):
+        for block in range(n):
+            first = c_in if block == 0 else c
+            total += 2 * first + first * c * 9 + 2 * c + c * c * 9 + (first * c if first != c else 0)
+        c_in = c
+    return total + 2 * c_in + c_in * classes + classes
+
+
+@pytest.mark.parametrize("name,depth,k,paper_millions", [("wrn-16-8", 16, 8, 11.0), ("wrn-28-10", 28, 10, 36.5)])
+def test_wide_resnets_have_the_papers_sizes(name, depth, k, paper_millions):
+    count = zoo.count_parameters(name, num_classes=10)
+    assert count == _wrn_parameters(depth, k)
+    assert round(count / 1e6, 1) == paper_millions  # the paper's table 2 (CIFAR-10, RGB)
+    gray = zoo.create(name, num_classes=10, in_channels=1, input_size=(28, 28))  # Fashion-MNIST
+    assert gray.output_shape == (10,) and gray.block3[0].output_shape == (64 * k, 7, 7)  # 28 -> 28 -> 14 -> 7
+    with pytest.raises(ConfigError, match="6n \\+ 4"):
+        zoo.create(name, num_classes=10).__class__(depth=20, width=k, num_classes=10, input_shape=(3, 32, 32))
+
+
 def test_lenet5_has_the_usual_61706_parameters():
     model = zoo.create("lenet5")
     assert sum(p.numel() for p in model.parameters()) == 61_706
