@@ -71,10 +71,36 @@ def test_filter_step_matches_a_hand_written_reference():
         torch.testing.assert_close(model[0].weight.detach(), w, rtol=1e-5, atol=1e-6)
 
 
+def test_without_batchnorm_the_filters_keep_their_scale():
+    """No BatchNorm to undo the filters' scale: no norm fixing, and the step is scaled by
+    sqrt(max(1, out / fan_in)) (here 6 filters of 2*3*3 = 18 inputs: 1)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 6, 3), nn.ReLU(), nn.Flatten(), nn.Linear(24, 4))
+    opt = make_optimizer("muon", model, 0.1, nesterov=True, muon_lr=0.2)
+    assert opt.param_groups[-1]["normalize"] is False
+    w = model[0].weight.detach().clone()
+    _steps(model, opt, steps=1)
+    grad = model[0].weight.grad
+    # the first step's Nesterov update: grad + 0.6 * buffer, the buffer being the gradient
+    expected = w - 0.2 * orthogonalize((grad + 0.6 * grad).reshape(6, -1), 3).float().view(w.shape)
+    torch.testing.assert_close(model[0].weight.detach(), expected, rtol=1e-5, atol=1e-6)
+    tall = nn.Sequential(nn.Conv2d(1, 32, 1), nn.Flatten(), nn.Linear(32 * 16, 2))  # 32 filters of 1 input
+    opt = make_optimizer("muon", tall, 0.1, nesterov=True, muon_lr=0.2)
+    w = tall[0].weight.detach().clone()
+    g = torch.Generator().manual_seed(3)
+    opt.zero_grad()
+    nn.functional.cross_entropy(tall(torch.randn(8, 1, 4, 4, generator=g)), torch.arange(8) % 2).backward()
+    update = tall[0].weight.grad + 0.6 * tall[0].weight.grad
+    opt.step()
+    step = 0.2 * 32 ** 0.5 * orthogonalize(update.reshape(32, 1), 3).float().view(w.shape)
+    torch.testing.assert_close(tall[0].weight.detach(), w - step, rtol=1e-5, atol=1e-6)
+
+
 def test_the_other_groups_train_exactly_as_torch_sgd():
     ours, theirs = _net(), _net()
     opt = make_optimizer("muon", ours, 0.05, momentum=0.85, nesterov=True, weight_decay=1e-3, bias_lr_scale=4.0)
-    assert opt.param_groups[0]["params"] == [ours[0].weight] and opt.param_groups[0]["muon"]
+    assert opt.param_groups[-1]["params"] == [ours[0].weight] and opt.param_groups[-1]["muon"]
+    assert not any(g["muon"] for g in opt.param_groups[:-1]) and opt.param_groups[0]["lr"] == 0.05
     # torch's SGD over everything but the conv, grouped as make_optimizer("sgd") would group them
     reference = torch.optim.SGD([{"params": [theirs[4].weight], "weight_decay": 1e-3},
                                  {"params": [theirs[1].weight, theirs[1].bias, theirs[4].bias], "lr": 0.2,
@@ -96,14 +122,14 @@ def test_the_other_groups_train_exactly_as_torch_sgd():
 def test_a_schedule_scales_both_kinds_of_group_alike():
     model = _net()
     opt = make_optimizer("muon", model, 0.1, bias_lr_scale=2.0, muon_lr=0.3)
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.3, 0.1, 0.2])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1, 0.2, 0.3])  # weights, biases, filters
     sched = make_scheduler("cosine", opt, steps_per_epoch=4, epochs=2, warmup_epochs=0.5)
     _steps(model, opt, steps=3)
     for _ in range(3):
         sched.step()
-    factor = opt.param_groups[0]["lr"] / 0.3
+    factor = opt.param_groups[-1]["lr"] / 0.3
     assert 0 < factor < 1
-    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.3 * factor, 0.1 * factor, 0.2 * factor])
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.1 * factor, 0.2 * factor, 0.3 * factor])
 
 
 def test_checkpointed_state_continues_identically():

@@ -60,7 +60,8 @@ class TrainConfig:
     lr: float = _f(1e-3, "learning rate (the peak for onecycle)")
     momentum: float = _f(0.9, "momentum for sgd")
     nesterov: bool = _f(False, "Nesterov momentum (sgd and muon)")
-    muon_lr: float = _f(0.24, "muon: learning rate of the convolution filters (airbench94_muon: 0.24)")
+    muon_lr: float = _f(0.24, "muon: learning rate of the convolution filters (airbench94_muon, with BatchNorm: "
+                              "0.24; seed-cnn, without: 0.05 with lr 0.05 did best)")
     muon_momentum: float = _f(0.6, "muon: momentum of the convolution filters (airbench94_muon: 0.6)")
     weight_decay: float = _f(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw); not on BN or bias")
     # learning-rate schedule, stepped every batch

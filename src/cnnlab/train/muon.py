@@ -7,10 +7,12 @@ update then moves the weights alike, instead of the few large singular direction
 a raw gradient. airbench94_muon.py (github.com/KellerJordan/cifar10-airbench) trains its CIFAR-10
 net this way to airbench94's accuracy in 32% less time; this follows it:
 
-- filters (parameters of 3 or more dimensions that train): momentum then Nesterov, the weights
-  rescaled to norm sqrt(out) before each step (the filters feed BatchNorm, which undoes their scale,
-  so the norm only sets the effective step size; fixing it keeps that steady), then
-  w -= lr * NS(update);
+- filters (parameters of 3 or more dimensions that train): momentum then Nesterov, then
+  w -= lr * NS(update). In a network with BatchNorm (`normalize`, airbench's form) each filter bank
+  is first rescaled to norm sqrt(out): BatchNorm undoes the filters' scale, so the norm only sets
+  the effective step size, and fixing it keeps that steady. Without BatchNorm the scale is part of
+  the function and stays free; the step is then multiplied by sqrt(max(1, out / fan_in)), as in
+  Keller's general Muon, so tall matrices get steps of the same RMS as wide ones;
 - the rest (Dense weights, biases, BatchNorm): torch's SGD with Nesterov momentum and coupled
   weight decay, bit for bit (tests/test_muon.py compares them).
 
@@ -56,21 +58,22 @@ class Muon(torch.optim.Optimizer):
 
     Args:
         params: parameter groups; each needs "params" and "muon" (bool) and may set "lr",
-            "momentum", "weight_decay" (SGD groups only; Muon's norm fixing makes decay moot).
+            "momentum", "normalize" (Muon groups) or "weight_decay" (SGD groups only).
         lr: default learning rate.
         momentum: default momentum (airbench94_muon: 0.6 for filters, 0.85 for the rest).
         nesterov: Nesterov momentum in both kinds of group.
         ns_steps: Newton-Schulz iterations per filter update.
+        normalize: default for Muon groups: fix each filter bank's norm (for nets with BatchNorm).
     """
 
     def __init__(self, params, lr: float = 0.24, momentum: float = 0.6, nesterov: bool = True,
-                 weight_decay: float = 0.0, ns_steps: int = 3) -> None:
+                 weight_decay: float = 0.0, ns_steps: int = 3, normalize: bool = True) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
         if ns_steps < 1:
             raise ValueError(f"ns_steps must be at least 1, got {ns_steps}")
         defaults = dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
-                        ns_steps=ns_steps, muon=False)
+                        ns_steps=ns_steps, normalize=normalize, muon=False)
         super().__init__(params, defaults)
         for group in self.param_groups:
             if group["muon"]:
@@ -79,8 +82,8 @@ class Muon(torch.optim.Optimizer):
                     raise ValueError(f"Muon groups take matrices or filter banks; got shapes {flat}: "
                                      "put biases and BatchNorm parameters in a group with muon=False")
                 if group["weight_decay"]:
-                    raise ValueError("a Muon group keeps its weights at a fixed norm, so weight decay "
-                                     "does nothing there: set weight_decay=0 for the muon=True group")
+                    raise ValueError("Muon groups take no weight decay (with normalize their norm is fixed "
+                                     "anyway): set weight_decay=0 for the muon=True group")
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -124,10 +127,15 @@ class Muon(torch.optim.Optimizer):
         torch._foreach_add_(params, self._momentum(params, grads, group), alpha=-group["lr"])
 
     def _muon_step(self, group: dict, params: list[torch.Tensor]) -> None:
-        """Each filter bank: norm fixed at sqrt(out), then minus lr times its orthogonalised update."""
+        """Each filter bank minus lr times its orthogonalised update (see the module docstring)."""
         updates = self._momentum(params, [p.grad for p in params], group)
         for p, update in zip(params, updates):
             rows = p.size(0)
-            p.mul_(rows ** 0.5 / p.norm().clamp_min(1e-12))  # sqrt(out): ~1 per filter
-            direction = orthogonalize(update.reshape(rows, -1), group["ns_steps"])
-            p.add_(direction.view(p.shape).to(p.dtype), alpha=-group["lr"])
+            matrix = update.reshape(rows, -1)  # (out, in * kh * kw)
+            if group["normalize"]:
+                p.mul_(rows ** 0.5 / p.norm().clamp_min(1e-12))  # sqrt(out): ~1 per filter
+                step = group["lr"]
+            else:
+                step = group["lr"] * max(1.0, rows / matrix.size(1)) ** 0.5
+            direction = orthogonalize(matrix, group["ns_steps"])
+            p.add_(direction.view(p.shape).to(p.dtype), alpha=-step)

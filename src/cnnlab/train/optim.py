@@ -47,7 +47,9 @@ def make_optimizer(name: str, params: Iterable | nn.Module, lr: float, momentum:
     Args:
         name: sgd | adam | adamw | rmsprop | adagrad | muon (ConfigError names the closest otherwise).
             muon: convolution filters (trainable parameters of 3+ dimensions) by Muon at muon_lr and
-            muon_momentum; everything else by SGD as `sgd` would train it (train/muon.py).
+            muon_momentum, their norm fixed when the model has BatchNorm (always for a parameter
+            list); everything else by SGD as `sgd` would train it (train/muon.py). The SGD groups
+            come first and the Muon group last.
         params: the model (nn.Module) or an iterable of parameters / parameter groups.
         lr: learning rate.
         momentum: for sgd only; the others keep torch's defaults (adam betas (0.9, 0.999),
@@ -110,10 +112,14 @@ def _muon(params: Iterable | nn.Module, lr: float, momentum: float, nesterov: bo
                           "use sgd or adam")
     rest = [p for p in trainable if p.ndim < 3]
     bias_lr = lr * bias_lr_scale if bias_lr_scale != 1 else None
-    groups = [{"params": filters, "muon": True, "lr": muon_lr, "momentum": muon_momentum, "weight_decay": 0.0}]
-    if rest:
-        groups += [{**g, "muon": False, "momentum": momentum}
-                   for g in decay_groups(rest, weight_decay, bias_lr, decay_biases=not decay_filter)]
+    # the rest first, so param_groups[0]["lr"] (the progress line, history.csv) is the lr the user set
+    groups = [{**g, "muon": False, "momentum": momentum}
+              for g in decay_groups(rest, weight_decay, bias_lr, decay_biases=not decay_filter)] if rest else []
+    # filters feeding BatchNorm have a scale that does not matter: Muon fixes it (airbench's form)
+    with_bn = (any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in params.modules())
+               if isinstance(params, nn.Module) else True)
+    groups.append({"params": filters, "muon": True, "lr": muon_lr, "momentum": muon_momentum,
+                   "weight_decay": 0.0, "normalize": with_bn})
     return Muon(groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
