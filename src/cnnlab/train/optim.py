@@ -1,4 +1,5 @@
-"""Optimizers by name (torch's own, configured the lecture's way, and Muon), with weight decay kept off BN and biases."""
+"""Optimizers by name (torch's own, configured the lecture's way, and Muon), with weight decay kept
+off BatchNorm and biases."""
 
 from __future__ import annotations
 
