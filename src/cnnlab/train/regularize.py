@@ -102,8 +102,8 @@ class ModelEMA:
     Every floating-point tensor of the state is averaged: the parameters and BatchNorm's running
     mean and variance, as timm's ModelEmaV2 and airbench's Lookahead do, so the averaged weights are
     evaluated with statistics averaged alike. Integer buffers (BN's batch counter) are copied.
-    (Copying the live statistics instead, as this class first did, cost the GPU recipes 0.3 to 1.3
-    points: docs/speed.md, "gpu-recipe".)
+    (This class first copied the live statistics; that EMA cost the GPU recipes 0.3 to 1.3 points,
+    docs/speed.md, "gpu-recipe". Whether averaging them wins those back awaits a GPU.)
     """
 
     def __init__(self, model: nn.Module, decay: float = 0.999, *, warmup: bool = True) -> None:
