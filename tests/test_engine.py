@@ -50,13 +50,15 @@ def strip_seconds(rows: list[dict]) -> list[dict]:
 
 
 # ---- exact resume ----
-def test_resume_at_epoch_boundary_is_bitwise_identical(tmp_path):
-    straight = make_trainer(epochs=4, ema=lambda m: ModelEMA(m, 0.9))
+@pytest.mark.parametrize("optimizer", ["adam", "muon"])  # muon: two kinds of group in one optimizer
+def test_resume_at_epoch_boundary_is_bitwise_identical(tmp_path, optimizer):
+    straight = make_trainer(epochs=4, ema=lambda m: ModelEMA(m, 0.9), optimizer=optimizer)
     straight.fit(4)
 
-    first = make_trainer(epochs=4, ema=lambda m: ModelEMA(m, 0.9), callbacks=[CheckpointCallback(tmp_path / "c.pt")])
+    first = make_trainer(epochs=4, ema=lambda m: ModelEMA(m, 0.9), callbacks=[CheckpointCallback(tmp_path / "c.pt")],
+                         optimizer=optimizer)
     first.fit(2)
-    resumed = make_trainer(epochs=4, ema=lambda m: ModelEMA(m, 0.9))
+    resumed = make_trainer(epochs=4, ema=lambda m: ModelEMA(m, 0.9), optimizer=optimizer)
     scramble(resumed)
     resumed.load_state_dict(load_checkpoint(tmp_path / "c.pt"))
     assert resumed.epoch == 2
