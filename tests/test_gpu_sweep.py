@@ -44,6 +44,21 @@ def test_sweep_writes_one_line_per_variant_with_traces_and_ensembles(tmp_path, c
 NEXT = SCRIPT.parent / "gpu_next.json"
 
 
+def _variant(name: str) -> dict:
+    return next(v for v in json.loads(NEXT.read_text()) if v["name"] == name)
+
+
+def _on_the_cpu(variant: dict, data: str, **tiny):
+    """The variant's CUDA recipe and overrides, as gpu_sweep builds them on a GPU, with a tiny budget
+    and without what needs one (CUDA graphs) or minutes here (compile), in fp32."""
+    from cnnlab.train.config import TrainConfig
+    from cnnlab.train.recipes import recipe_overrides
+
+    values = {**recipe_overrides("fashion-mnist", variant["recipe"], "cuda"), **variant.get("overrides", {}),
+              "data": data, "epochs": 1, "cuda_graph": False, "compile": False, "precision": "fp32", **tiny}
+    return TrainConfig.from_dict(values)
+
+
 def test_the_next_gpu_sweeps_variants_are_valid_configs():
     """scripts/gpu_next.json, what a session with a GPU runs first: every variant resolves to a
     TrainConfig for CUDA, as gpu_sweep builds it, so no device minute goes on a typo."""
@@ -69,14 +84,10 @@ def test_the_muon_gpu_variant_trains_on_the_cpu_with_a_tiny_budget():
 
     from cnnlab.bench.session import accuracy_on_test, train_in_memory
     from cnnlab.data import load_dataset
-    from cnnlab.train.config import TrainConfig
-    from cnnlab.train.recipes import recipe_overrides
 
-    variant = next(v for v in json.loads(NEXT.read_text()) if v["name"] == "fast-muon-8ep")
+    variant = _variant("fast-muon-8ep")
     data = load_dataset("fashion-mnist-mini")
-    values = {**recipe_overrides("fashion-mnist", "fast", "cuda"), **variant["overrides"], "data": data.name,
-              "epochs": 1, "batch_size": 128, "cuda_graph": False, "precision": "fp32"}
-    cfg = TrainConfig.from_dict(values)
+    cfg = _on_the_cpu(variant, data.name, batch_size=128)
     assert cfg.model == "fastnet-large" and cfg.whiten_stem and cfg.optimizer == "muon"
     session = train_in_memory(cfg, data, "cpu")
     accuracy = accuracy_on_test(session.model, cfg, data, torch.device("cpu"), variant["tta"])
@@ -91,17 +102,14 @@ def test_every_next_gpu_variant_takes_steps_on_the_cpu(name):
 
     from cnnlab.bench.session import accuracy_on_test, train_in_memory
     from cnnlab.data import ImageDataset, load_dataset
-    from cnnlab.train.config import TrainConfig
-    from cnnlab.train.recipes import recipe_overrides, recipe_tta
+    from cnnlab.train.recipes import recipe_tta
 
-    variant = next(v for v in json.loads(NEXT.read_text()) if v["name"] == name)
+    variant = _variant(name)
     mini = load_dataset("fashion-mnist-mini")
     data = ImageDataset(mini.name, mini.classes, mini.x_train[:64], mini.y_train[:64], mini.x_test[:32],
                         mini.y_test[:32])
-    values = {**recipe_overrides("fashion-mnist", variant["recipe"], "cuda"), **variant.get("overrides", {}),
-              "data": data.name, "epochs": 1, "batch_size": 32, "warmup_epochs": 0.5, "cuda_graph": False,
-              "compile": False, "precision": "fp32"}
-    session = train_in_memory(TrainConfig.from_dict(values), data, "cpu")
+    cfg = _on_the_cpu(variant, data.name, batch_size=32, warmup_epochs=0.5)
+    session = train_in_memory(cfg, data, "cpu")
     assert all(torch.isfinite(t).all() for t in session.model.state_dict().values() if t.is_floating_point())
     tta = variant["tta"] if "tta" in variant else recipe_tta("fashion-mnist", variant["recipe"], "cuda")
-    assert 0.0 <= accuracy_on_test(session.model, TrainConfig.from_dict(values), data, torch.device("cpu"), tta) <= 1
+    assert 0.0 <= accuracy_on_test(session.model, cfg, data, torch.device("cpu"), tta) <= 1

@@ -88,9 +88,13 @@ class Augment:
         if not isinstance(flip, (bool, str, type(None))) or flip not in modes:
             raise ConfigError(f"augment flip must be true, false, 'random' or 'alternating', not {flip!r}")
         self.flip_mode: str | None = modes[flip]
-        self.flip = self.flip_mode is not None
         self.translate, self.cutout = translate, cutout
         self.padding = padding
+
+    @property
+    def flip(self) -> bool:
+        """Whether images are mirrored at all (randomly or alternating)."""
+        return self.flip_mode is not None
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator,
                  flip_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -53,9 +53,9 @@ def make_optimizer(name: str, params: Iterable | nn.Module, lr: float, momentum:
             come first and the Muon group last.
         params: the model (nn.Module) or an iterable of parameters / parameter groups.
         lr: learning rate.
-        momentum: for sgd only; the others keep torch's defaults (adam betas (0.9, 0.999),
-            rmsprop alpha 0.99 and no momentum).
-        nesterov: Nesterov momentum, sgd only (needs momentum > 0).
+        momentum: for sgd, and for muon's non-filter parameters; the others keep torch's defaults
+            (adam betas (0.9, 0.999), rmsprop alpha 0.99 and no momentum).
+        nesterov: Nesterov momentum, sgd and muon (both kinds of group; needs momentum > 0).
         weight_decay: L2 penalty (sgd, adam, rmsprop, adagrad) or decoupled decay (adamw).
         decay_filter: when params is a model, keep weight decay off 1-D tensors (BN, biases).
         bias_lr_scale: when params is a model, those 1-D tensors learn at lr * bias_lr_scale
