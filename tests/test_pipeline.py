@@ -159,3 +159,19 @@ def test_cli_run_killed_at_random_moments_always_resumes(tmp_path):
     assert kills >= 2, kills
     assert (run / "metrics.json").exists() and not (run / "run.incomplete").exists()
     assert [r["epoch"] for r in cnnlab.load_run(run).history] == [1, 2, 3, 4]
+
+
+def test_settings_refused_before_training_leave_no_run_directory(tmp_path):
+    from cnnlab.errors import ConfigError
+
+    # refused by the configuration itself, before anything is read or written
+    with pytest.raises(ConfigError, match="unknown key: use flip, translate, cutout and padding"):
+        TrainConfig(augment={"flp": True})
+    with pytest.raises(ConfigError, match="'random' or 'alternating'"):
+        TrainConfig(augment={"flip": "sometimes"})
+    # refused once the model is built: seed-cnn's first convolution has 16 filters, whitening a
+    # 3x3 stem over 1 channel needs 18; the fresh run directory goes again
+    cfg = TrainConfig(epochs=1, whiten_stem=True, out=str(tmp_path / "runs"))
+    with pytest.raises(ConfigError, match="whiten_stem needs a first convolution with 2\\*C\\*k\\*k = 18 filters"):
+        pipeline.train(cfg)
+    assert list((tmp_path / "runs").iterdir()) == []

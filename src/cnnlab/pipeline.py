@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +100,7 @@ def prepare(cfg: TrainConfig, on_download: Callable[[int, int], None] | None = N
 
 
 def _augment(cfg: TrainConfig) -> Augment | None:
-    if not cfg.augment:
-        return None
-    try:
-        return Augment(**cfg.augment)
-    except TypeError:
-        raise ConfigError(f"augment {cfg.augment!r} has an unknown key: use flip, translate, cutout "
-                          "and padding, e.g. {flip: true, translate: 2}") from None
+    return Augment(**cfg.augment) if cfg.augment else None  # TrainConfig has checked the keys
 
 
 def _batches(cfg: TrainConfig, p: Prepared, device: torch.device) -> tuple[TensorBatches, TensorBatches | None]:
@@ -205,7 +200,8 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg, on_download)
     device = pick_device(cfg.device)
-    if run_dir is None:
+    fresh = run_dir is None
+    if fresh:
         run_dir = runs.new_run_dir(cfg.out, *run_names(cfg))
     else:
         run_dir = Path(run_dir)
@@ -213,7 +209,14 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
         runs.mark_incomplete(run_dir)
     runs.write_json(run_dir / "config.json", run_config(cfg, device))
     runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std)
-    trainer = _trainer(cfg, p, run_dir, callbacks, device)
+    try:
+        trainer = _trainer(cfg, p, run_dir, callbacks, device)
+    except Exception:
+        # settings only the model can refuse (muon without filters, a stem too narrow to whiten):
+        # no step was taken, so a fresh run directory holds nothing worth resuming
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     seed_everything(cfg.seed, cfg.deterministic)  # the same RNG state at step 0, fresh or not
     trainer.fit(cfg.epochs)
     return _finish(cfg, p, trainer, run_dir)

@@ -129,6 +129,8 @@ class TrainConfig:
         if self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:
             raise ConfigError(f"muon_lr must be > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
                               f"{self.muon_momentum}: airbench94_muon uses 0.24 and 0.6")
+        if self.augment is not None:
+            _check_augment(self.augment)
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"ema is a decay in (0, 1), got {self.ema}: try 0.999")
 
@@ -195,6 +197,17 @@ class TrainConfig:
             default = f.default_factory() if f.default is dataclasses.MISSING else f.default
             rows.append((f.name, _type_name(hints[f.name]), default, f.metadata["help"]))
         return rows
+
+
+def _check_augment(values: dict) -> None:
+    """ConfigError now, before any run directory exists, for augment settings Augment refuses."""
+    from cnnlab.data.augment import Augment  # torch-heavy: imported only when augment is set
+
+    try:
+        Augment(**values)
+    except TypeError:
+        raise ConfigError(f"augment {values!r} has an unknown key: use flip, translate, cutout and padding, "
+                          "e.g. {flip: true, translate: 2}") from None
 
 
 def read_settings(path: str | Path) -> dict[str, Any]:
