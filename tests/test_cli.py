@@ -262,3 +262,12 @@ def test_shape_warning_is_one_line_and_shape_error_names_the_file_line(tmp_path)
     assert done.returncode == 2 and lines[-1].startswith(f"error: {path}, line 9: layer 6 (Conv2D) gets 8x1x1")
     assert all(line.startswith(("warning: ", "error: ")) for line in lines), lines
     assert any("never reaches the last 1 row" in line for line in lines)
+
+
+def test_lr_find_prints_the_suggestion_and_the_notes(tmp_path, capsys):
+    png = tmp_path / "lr.png"
+    code, out, err = run_cli(capsys, "lr-find", "--optimizer", "muon", "--lr", "0.05", "--plot", str(png))
+    assert code == 0, err
+    assert "suggested learning rate" in out or "no learning rate to suggest" in out
+    assert "note: the optimizer's groups moved together" in out  # Muon's filters keep muon_lr / lr
+    assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

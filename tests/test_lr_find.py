@@ -101,3 +101,21 @@ def test_plot_zooms_on_the_curve_not_the_divergence_spike():
     low, high = ax.get_ylim()
     assert low < min(losses) and 2.3 < high < 5.0
     assert ax.get_xlabel() == "learning rate (log scale)" and ax.get_xscale() == "log"
+
+
+def test_groups_with_their_own_lr_keep_their_ratio():
+    """bias_lr_scale 4 and Muon's filters: every group moves with the swept lr, ratios kept."""
+    model, batches = _setup()
+    made = []
+
+    def factory(params):
+        made.append(make_optimizer("muon", model, 0.1, momentum=0.9, bias_lr_scale=4.0, muon_lr=0.3))
+        return made[-1]
+
+    res = lr_range_test(model, nn.CrossEntropyLoss(), factory, batches, start_lr=1e-4, end_lr=1e-2, num_steps=10)
+    last = res.lrs[-1]
+    assert [g["lr"] for g in made[0].param_groups] == pytest.approx([last, 4 * last, 3 * last])
+    assert any("keeping their lr ratios" in note for note in res.notes)
+    plain = lr_range_test(model, nn.CrossEntropyLoss(), lambda p: torch.optim.SGD(p, lr=0.0), batches,
+                          start_lr=1e-4, end_lr=1e-2, num_steps=5)
+    assert not any("ratios" in note for note in plain.notes)

@@ -169,7 +169,12 @@ def cmd_lr_find(args) -> int:
     from cnnlab.ensemble_run import lr_find
 
     result, png = lr_find(train_config(args), out=args.plot)
-    print(f"suggested learning rate {result.suggestion:.2e}  (plot: {png})")
+    if result.suggestion is None:
+        print(f"no learning rate to suggest  (plot: {png})")
+    else:
+        print(f"suggested learning rate {result.suggestion:.2e}  (plot: {png})")
+    for note in result.notes:
+        print(f"note: {note}")
     return 0
 
 

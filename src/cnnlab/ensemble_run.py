@@ -112,8 +112,11 @@ def lr_find(cfg: TrainConfig, *, out: str | Path = "lr-find.png", num_steps: int
     device = pick_device(cfg.device)
     model = p.model.to(device)
     train_b, _ = _batches(cfg, p, device)
-    factory: Callable = lambda params: make_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum,
-                                                      cfg.nesterov, cfg.weight_decay)
+    # the model, not its bare parameters: the groups (no decay on BN and biases, bias_lr_scale, Muon's
+    # filters and whether they feed BatchNorm) are then the ones `cnnlab train` would build
+    factory: Callable = lambda _params: make_optimizer(
+        cfg.optimizer, model, cfg.lr, cfg.momentum, cfg.nesterov, cfg.weight_decay, bias_lr_scale=cfg.bias_lr_scale,
+        muon_lr=cfg.muon_lr, muon_momentum=cfg.muon_momentum)
     result = lr_range_test(model, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), factory, train_b,
                            num_steps=num_steps)
     path = save_figure(plot_lr_find(result), out)

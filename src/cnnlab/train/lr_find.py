@@ -75,7 +75,9 @@ def lr_range_test(model: nn.Module, loss_fn: Callable, optimizer_factory: Callab
         model: on the batches' device; trained for at most num_steps steps, then put back as it was.
         loss_fn: (logits, y) -> mean loss; the layers' regulariser penalties are added as in training.
         optimizer_factory: params -> optimizer (its lr is overwritten every step); created here,
-            used, and discarded, so the caller's own optimizer is never touched.
+            used, and discarded, so the caller's own optimizer is never touched. Parameter groups
+            with their own lr (bias_lr_scale, Muon's filters) keep their ratio to the first
+            group's, whose lr is the one swept, plotted and suggested.
         batches: the training batches, cycled if num_steps exceeds one epoch.
         start_lr, end_lr: the exponential ramp's ends.
         num_steps: steps from start_lr to end_lr.
@@ -90,6 +92,8 @@ def lr_range_test(model: nn.Module, loss_fn: Callable, optimizer_factory: Callab
     saved = {k: v.detach().clone() for k, v in inner.state_dict().items()}
     rng, was_training = rng_state(), model.training
     optimizer = optimizer_factory(model.parameters())
+    first = optimizer.param_groups[0]["lr"]
+    scales = [group["lr"] / first if first else 1.0 for group in optimizer.param_groups]
     ratio = (end_lr / start_lr) ** (1 / (num_steps - 1))  # lr multiplier per step
     lrs, losses, smoothed = [], [], []
     avg, best, stopped = 0.0, math.inf, "end_lr reached"
@@ -97,8 +101,8 @@ def lr_range_test(model: nn.Module, loss_fn: Callable, optimizer_factory: Callab
     try:
         for step, (x, y) in zip(range(num_steps), _forever(batches)):
             lr = start_lr * ratio ** step
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group, scale in zip(optimizer.param_groups, scales):
+                group["lr"] = lr * scale
             loss = loss_fn(model(x), y)
             reg = regularization_loss(model)
             loss = loss if reg is None else loss + reg
@@ -122,6 +126,9 @@ def lr_range_test(model: nn.Module, loss_fn: Callable, optimizer_factory: Callab
         model.train(was_training)
         set_rng_state(rng)
     result = LRFindResult(lrs, losses, smoothed, suggest_lr(lrs, smoothed), stopped)
+    if len(set(scales)) > 1:
+        result.notes.append("the optimizer's groups moved together, keeping their lr ratios: the suggestion "
+                            "is for lr, the others (bias_lr_scale, muon_lr) scale with it")
     if result.suggestion is None:
         result.notes.append(f"only {len(lrs)} usable points: lower start_lr or raise num_steps")
     return result
