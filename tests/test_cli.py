@@ -271,3 +271,15 @@ def test_lr_find_prints_the_suggestion_and_the_notes(tmp_path, capsys):
     assert "suggested learning rate" in out or "no learning rate to suggest" in out
     assert "note: the optimizer's groups moved together" in out  # Muon's filters keep muon_lr / lr
     assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_lr_find_without_a_suggestion_says_so(tmp_path, capsys, monkeypatch):
+    """Too few usable points (the loss blew up at once): one line saying so and the finder's note."""
+    import cnnlab.ensemble_run as ensemble_run
+    from cnnlab.train.lr_find import LRFindResult
+
+    blown = LRFindResult([1e-7], [2.3], [2.3], None, "loss became nan", ["only 1 usable points: lower start_lr"])
+    monkeypatch.setattr(ensemble_run, "lr_find", lambda cfg, out: (blown, Path(out)))
+    code, out, _ = run_cli(capsys, "lr-find", "--plot", str(tmp_path / "lr.png"))
+    assert code == 0
+    assert "no learning rate to suggest" in out and "note: only 1 usable points" in out
