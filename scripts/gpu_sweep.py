@@ -19,6 +19,7 @@ Each run is timed as `cnnlab bench` times gpu-recipe (data on the device first, 
 evaluation, synchronised). One JSON line per variant goes to --out, and a SUMMARY line to stdout.
 
     python scripts/gpu_sweep.py variants.json --data-dir /usr/share/datasets/fashion-mnist --out sweep.jsonl
+    python scripts/gpu_sweep.py scripts/gpu_next.json --only fast- --data-dir ... --out next.jsonl
 """
 
 from __future__ import annotations
@@ -103,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", type=Path, help="append one JSON line per variant here")
+    ap.add_argument("--only", help="comma-separated variant names or name prefixes to run (default: all), "
+                                   "e.g. fast- to fit one device call's 10 minutes")
     args = ap.parse_args(argv)
     variants = json.loads(args.variants.read_text())
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        variants = [v for v in variants if any(v["name"] == w or v["name"].startswith(w) for w in wanted)]
+        if not variants:
+            ap.error(f"--only {args.only!r} matches no variant in {args.variants}")
     data = load_dataset(args.data, args.data_dir, download=False)
     device = torch.device(args.device)
     print(torch.__version__, torch.cuda.get_device_name(device) if device.type == "cuda" else device, flush=True)

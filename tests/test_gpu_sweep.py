@@ -113,3 +113,18 @@ def test_every_next_gpu_variant_takes_steps_on_the_cpu(name):
     assert all(torch.isfinite(t).all() for t in session.model.state_dict().values() if t.is_floating_point())
     tta = variant["tta"] if "tta" in variant else recipe_tta("fashion-mnist", variant["recipe"], "cuda")
     assert 0.0 <= accuracy_on_test(session.model, cfg, data, torch.device("cpu"), tta) <= 1
+
+
+def test_only_picks_variants_by_name_or_prefix(tmp_path, capsys):
+    variants = [{"name": f"{kind}-{i}", "recipe": "fast", "overrides": {"epochs": 1, "batch_size": 512,
+                                                                        "warmup_epochs": 0.0}}
+                for kind in ("a", "b") for i in (1, 2)]
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps(variants))
+    out = tmp_path / "sweep.jsonl"
+    args = [str(path), "--device", "cpu", "--data", "fashion-mnist-mini", "--out", str(out)]
+    assert _load().main([*args, "--only", "b-, a-2"]) == 0
+    assert [json.loads(line)["name"] for line in out.read_text().splitlines()] == ["a-2", "b-1", "b-2"]
+    with pytest.raises(SystemExit):
+        _load().main([*args, "--only", "c-"])
+    assert "matches no variant" in capsys.readouterr().err
