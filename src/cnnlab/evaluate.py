@@ -21,7 +21,10 @@ from cnnlab.atomic import write_text
 from cnnlab.errors import ConfigError, DataFormatError
 
 TTA_MODES = (None, "flip", "flip-translate")
-TTA_SHIFT = 2  # pixels of the translate views (airbench uses 1-2 px on 32x32 images)
+# pixels of the translate views: airbench94's 1 (its infer_mirror_translate). On two fastnet-large
+# models trained on Fashion-MNIST (docs/speed.md, fourth session) 1 px scored 0.09 and 0.32 points
+# above 2 px, on the same weights
+TTA_SHIFT = 1
 
 
 def _translate(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
@@ -56,7 +59,7 @@ def predict_log_proba(model, batches: Iterable, device=None, *, tta: str | None 
         model: any classifier returning logits (B, K).
         batches: iterable of (x float normalised (B, C, H, W), y (B,)) such as TensorBatches.
         device: where to run; default the model's parameter device.
-        tta: None, 'flip' (average with the mirror image) or 'flip-translate' (also +-2 px
+        tta: None, 'flip' (average with the mirror image) or 'flip-translate' (also +-1 px
             shifts of both): probabilities, not logits, are averaged.
 
     Returns:
