@@ -16,7 +16,10 @@ A variants file is a JSON list; each entry names a recipe and what to change in 
     ensemble   also print the accuracy of the members' averaged probabilities so far
 
 Each run is timed as `cnnlab bench` times gpu-recipe (data on the device first, training plus
-evaluation, synchronised). One JSON line per variant goes to --out, and a SUMMARY line to stdout.
+evaluation, synchronised). After the clock stops, each run's model is also scored with every TTA
+(`accuracy_by_tta`: none, flip, flip-translate), so one sweep compares TTAs on the same weights.
+One JSON line per variant goes to --out and a SUMMARY line to stdout; RUN and TRACE lines are
+printed as they happen, so a run cut off by a time limit still shows how far it got.
 
     python scripts/gpu_sweep.py variants.json --data-dir /usr/share/datasets/fashion-mnist --out sweep.jsonl
     python scripts/gpu_sweep.py scripts/gpu_next.json --only fast- --data-dir ... --out next.jsonl
@@ -39,6 +42,8 @@ from cnnlab.data import load_dataset
 from cnnlab.evaluate import predict_proba
 from cnnlab.train.recipes import recipe_config, recipe_tta
 
+TTAS = (None, "flip", "flip-translate")  # every run is also scored with each, untimed
+
 
 def run_once(variant: dict, data, device: torch.device, seed: int, members: list | None,
              *, epochs: int | None = None) -> dict:
@@ -53,6 +58,8 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
     def on_epoch(epoch: int, seconds: float, model) -> bool:
         if every and (epoch % every == 0 or epoch == cfg.epochs):
             trace.append([epoch, round(seconds, 2), round(accuracy_on_test(model, cfg, data, device, tta), 4)])
+            print(f"TRACE {variant['name']} seed {seed}: epoch {epoch}  {trace[-1][1]} s  {trace[-1][2]}",
+                  flush=True)
         return False
 
     def run():
@@ -61,7 +68,12 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
 
     (accuracy, session), seconds = timed(run, device)
     row = {"seed": seed, "accuracy": round(accuracy, 5), "seconds": round(seconds, 3),
-           "epoch_seconds": [round(s, 3) for s in session.epoch_seconds], "trace": trace}
+           "epoch_seconds": [round(s, 3) for s in session.epoch_seconds], "trace": trace,
+           "accuracy_by_tta": {str(t): round(accuracy_on_test(session.model, cfg, data, device, t), 5)
+                               for t in TTAS}}
+    if epochs is None:
+        print(f"RUN {variant['name']} seed {seed}: {row['accuracy']}  {row['seconds']} s  "
+              f"by TTA {row['accuracy_by_tta']}", flush=True)
     if members is not None:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         with autocast:
