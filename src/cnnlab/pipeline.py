@@ -26,7 +26,7 @@ from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.train import callbacks as cb
-from cnnlab.train.config import TrainConfig
+from cnnlab.train.config import GRAPHING_COMPILE_MODES, TrainConfig
 from cnnlab.train.cuda_graph import GraphedModel
 from cnnlab.train.engine import History, Trainer
 from cnnlab.train.fast import compiled, configure_device
@@ -144,7 +144,7 @@ def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=
                                step_size=cfg.step_size, gamma=cfg.gamma, min_lr=cfg.min_lr)
     ema = ModelEMA(model, cfg.ema) if cfg.ema else None
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-    runner = compiled(model, cfg.compile)
+    runner = compiled(model, cfg.compile, mode=cfg.compile_mode)
     if cfg.cuda_graph:
         if torch.device(device).type != "cuda":
             raise ConfigError(f"cuda_graph needs a CUDA device; this run trains on {device}: leave it off")
@@ -152,7 +152,8 @@ def make_trainer(cfg: TrainConfig, model: nn.Module, train_batches, val_batches=
         runner = GraphedModel(model, sample, cfg.precision)
     return Trainer(runner, loss_fn, optimizer, scheduler, train_batches=train_batches,
                    val_batches=val_batches, callbacks=callbacks, device=device, precision=cfg.precision,
-                   grad_clip=cfg.grad_clip, ema=ema)
+                   grad_clip=cfg.grad_clip, ema=ema,
+                   mark_graph_steps=cfg.compile and cfg.compile_mode in GRAPHING_COMPILE_MODES)
 
 
 def run_names(cfg: TrainConfig) -> tuple[str, str]:

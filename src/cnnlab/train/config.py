@@ -18,6 +18,9 @@ INITS = ("he_normal", "he_uniform", "glorot_normal", "glorot_uniform", "lecun_no
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 TTAS = ("flip", "flip-translate")
+# torch.compile's modes; the last two record CUDA graphs of the compiled code on a GPU
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
+GRAPHING_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 # the names Keras users type for a few settings (model.fit / optimizer arguments) -> ours
 KERAS_NAMES = {"learning_rate": "lr", "validation_split": "val_split"}
 
@@ -97,6 +100,8 @@ class TrainConfig:
     precision: str = _f("fp32", "fp32 or bf16 (autocast)")
     channels_last: bool = _f(False, "NHWC memory layout (faster convolutions on recent GPUs)")
     compile: bool = _f(False, "torch.compile the model")
+    compile_mode: str = _f("default", "torch.compile's mode, with compile on: default, max-autotune-no-cudagraphs, "
+                                      "reduce-overhead or max-autotune (the last two add CUDA graphs on a GPU)")
     cuda_graph: bool = _f(False, "replay the forward and backward pass as CUDA graphs (CUDA only): less "
                                  "launch overhead for small nets")
     # the run
@@ -114,6 +119,10 @@ class TrainConfig:
             check_choice("weight init", self.init, INITS)
         if self.tta is not None:
             check_choice("test-time augmentation", self.tta, TTAS)
+        check_choice("compile mode", self.compile_mode, COMPILE_MODES)
+        if self.compile_mode != "default" and not self.compile:
+            raise ConfigError(f"compile_mode {self.compile_mode!r} needs compile on: set compile: true "
+                              "(--compile) as well, or leave compile_mode at 'default'")
         for name in ("epochs", "batch_size", "ensemble", "step_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}: set a positive value")
@@ -123,7 +132,7 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}: try 1e-3 for adam or 0.01 for sgd")
         if self.cuda_graph and self.compile:
             raise ConfigError("cuda_graph and compile cannot be combined: choose one (compile has its own "
-                              "mode='reduce-overhead' graphs)")
+                              "CUDA graphs: compile_mode reduce-overhead)")
         if self.bias_lr_scale <= 0:
             raise ConfigError(f"bias_lr_scale must be > 0, got {self.bias_lr_scale}: 1 trains biases at lr")
         if self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:

@@ -78,7 +78,8 @@ class Trainer:
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: Any = None, *, train_batches: Iterable, val_batches: Iterable | None = None,
                  callbacks: Sequence[Any] = (), device: str | torch.device = "cpu", precision: str = "fp32",
-                 grad_clip: float | None = None, ema: ModelEMA | None = None, sync_every: int | None = None) -> None:
+                 grad_clip: float | None = None, ema: ModelEMA | None = None, sync_every: int | None = None,
+                 mark_graph_steps: bool = False) -> None:
         """Args:
             model: already on `device`; the trainer never inspects it beyond calling it.
             loss_fn: (logits (B, K), y) -> mean loss, e.g. nn.CrossEntropyLoss(label_smoothing=0.1).
@@ -96,6 +97,10 @@ class Trainer:
                 wait for each step before queueing the next). The finiteness check happens at each
                 read, so with 1 a NaN/Inf loss stops training before the optimizer moves; with
                 more, at most sync_every - 1 more steps run first (the error names the first bad step).
+            mark_graph_steps: tell torch.compile's CUDA graphs where each step starts
+                (torch.compiler.cudagraph_mark_step_begin) before every forward pass: needed when the
+                model is compiled with a mode that records CUDA graphs (reduce-overhead,
+                max-autotune), whose next replay overwrites the last one's outputs.
         """
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"precision '{precision}' is not supported: use fp32 or bf16")
@@ -104,6 +109,7 @@ class Trainer:
         self.callbacks = sorted(callbacks, key=lambda cb: getattr(cb, "order", 0))  # checkpoint last
         self.device = torch.device(device)
         self.precision, self.grad_clip, self.ema = precision, grad_clip, ema
+        self.mark_graph_steps = mark_graph_steps
         if sync_every is not None and sync_every < 1:
             raise ConfigError(f"sync_every must be at least 1, got {sync_every}")
         self.sync_every = sync_every or (1 if self.device.type == "cpu" else 32)
@@ -194,6 +200,8 @@ class Trainer:
         before the optimizer moves any parameter (BatchNorm running statistics have already seen
         that forward pass: reload the checkpoint, not this model).
         """
+        if self.mark_graph_steps:
+            torch.compiler.cudagraph_mark_step_begin()
         with self._autocast():
             out = self.model(x)
             loss = self._loss(out, y)
@@ -246,6 +254,8 @@ class Trainer:
         ema = self.ema.applied() if self.ema is not None else contextlib.nullcontext()
         with ema, self._autocast():
             for x, y in batches:
+                if self.mark_graph_steps:
+                    torch.compiler.cudagraph_mark_step_begin()
                 out = self.model(x)
                 loss_sum += self.loss_fn(out, y).to(acc_dtype) * y.shape[0]
                 correct += _correct(out, y)
