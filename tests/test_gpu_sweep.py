@@ -55,7 +55,8 @@ def _on_the_cpu(variant: dict, data: str, **tiny):
     from cnnlab.train.recipes import recipe_overrides
 
     values = {**recipe_overrides("fashion-mnist", variant["recipe"], "cuda"), **variant.get("overrides", {}),
-              "data": data, "epochs": 1, "cuda_graph": False, "compile": False, "precision": "fp32", **tiny}
+              "data": data, "epochs": 1, "cuda_graph": False, "compile": False, "compile_mode": "default",
+              "precision": "fp32", **tiny}
     return TrainConfig.from_dict(values)
 
 
@@ -74,24 +75,6 @@ def test_the_next_gpu_sweeps_variants_are_valid_configs():
         cfg = recipe_config("fashion-mnist", variant["recipe"], torch.device("cuda"), seed=0)
         cfg = dataclasses.replace(cfg, **variant.get("overrides", {}))
         assert cfg.recipe == variant["recipe"], variant["name"]
-
-
-def test_the_muon_gpu_variant_trains_on_the_cpu_with_a_tiny_budget():
-    """fast-muon-8ep (fastnet-large, whitened stem, Muon, bias lr x64) minus its CUDA graphs and size.
-    Built from the CUDA recipe by hand: gpu_sweep --device cpu would take the CPU recipe's fastnet,
-    for which these learning rates are far too high (it ends at chance)."""
-    import torch
-
-    from cnnlab.bench.session import accuracy_on_test, train_in_memory
-    from cnnlab.data import load_dataset
-
-    variant = _variant("fast-muon-8ep")
-    data = load_dataset("fashion-mnist-mini")
-    cfg = _on_the_cpu(variant, data.name, batch_size=128)
-    assert cfg.model == "fastnet-large" and cfg.whiten_stem and cfg.optimizer == "muon"
-    session = train_in_memory(cfg, data, "cpu")
-    accuracy = accuracy_on_test(session.model, cfg, data, torch.device("cpu"), variant["tta"])
-    assert accuracy > 0.7  # 15 steps of 128 reach ~0.85 here (SGD's recipe: ~0.85); chance is 0.1
 
 
 @pytest.mark.parametrize("name", [v["name"] for v in json.loads(NEXT.read_text())])

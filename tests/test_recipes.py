@@ -129,10 +129,12 @@ def test_bf16_channels_last_matches_fp32_accuracy():
     assert abs(accs["bf16"] - accs["fp32"]) <= 0.04, accs
 
 
-@pytest.mark.parametrize("data,shape", [("mnist", (1, 28, 28)), ("kmnist", (1, 28, 28)), ("cifar10", (3, 32, 32))])
-def test_best_recipes_for_unmeasured_sets_take_steps_on_their_shapes(data, shape):
-    """The best recipes nobody has measured yet (no GPU, no copy of these sets here): their net,
-    augmentations and TTA run on random images of the set's shape, 2 steps of 16, without NaN."""
+@pytest.mark.parametrize("data,shape", [("fashion-mnist", (1, 28, 28)), ("mnist", (1, 28, 28)),
+                                        ("kmnist", (1, 28, 28)), ("cifar10", (3, 32, 32))])
+def test_best_recipes_take_steps_on_their_sets_shapes(data, shape):
+    """Every best recipe (GPU recipes: fashion-mnist's Wide ResNet, and the fastnet-xl ones nobody has
+    measured yet, with no copy of their sets here): net, augmentations and TTA run on random images
+    of the set's shape, 2 steps of 16, without NaN."""
     g = torch.Generator().manual_seed(0)
     images = lambda n: torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8)  # noqa: E731
     labels = lambda n: torch.arange(n) % 10  # noqa: E731
