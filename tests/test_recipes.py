@@ -1,6 +1,7 @@
 """Recipes resolve to valid configs, keep labels intact, and their code paths train on the CPU."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -109,8 +110,12 @@ def test_gpu_recipe_path_runs_on_cpu_with_a_tiny_budget():
     acc = accuracy_on_test(session.model, cfg, data, torch.device("cpu"), recipe_tta("fashion-mnist", "fast", "cuda"))
     assert 0.0 <= acc <= 1.0
     # and the bench wrapper around it, on the CPU variant of the recipe
-    out = bench_gpu_recipe(data, torch.device("cpu"), "fast", runs=2, warmup=False, epochs=1, batch_size=32)
+    lines = []
+    out = bench_gpu_recipe(data, torch.device("cpu"), "fast", runs=2, warmup=False, progress=lines.append,
+                           epochs=1, batch_size=32)
     assert len(out["accuracies"]) == 2 and out["min_accuracy"] <= out["mean_accuracy"]
+    assert [line.split(":")[:2] for line in lines] == [["gpu-recipe fast", " run 1/2"], ["gpu-recipe fast", " run 2/2"]]
+    assert re.fullmatch(r"gpu-recipe fast: run 2/2: \d+\.\d\d% in \d+\.\d s", lines[1]), lines[1]
     assert all(s > 0 for s in out["seconds_per_run"]) and math.isclose(
         out["mean_seconds"], sum(out["seconds_per_run"]) / 2, rel_tol=1e-2, abs_tol=2e-3)
 

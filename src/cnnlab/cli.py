@@ -183,7 +183,8 @@ def cmd_bench(args) -> int:
 
     run_bench(device=args.device, runs=args.runs, which=args.which, full=args.full, data_dir=args.data_dir,
               batches=args.batches, threads=args.threads, recipes=args.recipe or ("fast", "best"),
-              on_result=lambda row: print(json.dumps(row), flush=True))
+              on_result=lambda row: print(json.dumps(row), flush=True),
+              on_progress=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 
 

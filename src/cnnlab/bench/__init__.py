@@ -36,7 +36,8 @@ def _load(data: str, data_dir: str | None):
 def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None = BENCHES, data_dir: str | None = None,
               on_result: Callable[[dict], None] | None = None, *, full: bool = False, batches: int = 150,
               data: str = "fashion-mnist", dataset=None, threads: int | None = None,
-              recipes: Sequence[str] = ("fast", "best"), **overrides) -> list[dict]:
+              recipes: Sequence[str] = ("fast", "best"), on_progress: Callable[[str], None] | None = None,
+              **overrides) -> list[dict]:
     """Run the chosen measurements; each result goes to on_result as soon as it exists, and all are returned.
 
     Args:
@@ -53,6 +54,7 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
             only names it in the output.
         threads: CPU threads for torch (default: the usable cores).
         recipes: the recipes gpu-recipe measures ("fast", "best").
+        on_progress: called with a line after each gpu-recipe run (the CLI prints it to stderr).
         **overrides: TrainConfig fields over the recipes (e.g. epochs=1 for a smoke test).
     """
     from cnnlab.bench.cpu_epoch import bench_cpu_epoch
@@ -94,5 +96,6 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
                 on_result(skipped)
         else:
             for recipe in recipes:
-                emit("gpu-recipe", target, bench_gpu_recipe(dataset, target, recipe, runs, **overrides), runs)
+                emit("gpu-recipe", target, bench_gpu_recipe(dataset, target, recipe, runs, progress=on_progress,
+                                                                **overrides), runs)
     return results

@@ -11,6 +11,8 @@ import statistics
 
 import torch
 
+from typing import Callable
+
 from cnnlab.bench.session import accuracy_on_test, timed, to_device, train_in_memory
 from cnnlab.data import ImageDataset
 from cnnlab.train.recipes import recipe_config, recipe_tta
@@ -36,7 +38,7 @@ def recipe_run(data: ImageDataset, device: torch.device, recipe: str, seed: int,
 
 
 def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs: int = 5, warmup: bool = True,
-                     **overrides) -> dict:
+                     progress: Callable[[str], None] | None = None, **overrides) -> dict:
     """Mean and minimum test accuracy and mean seconds over `runs` seeds (0..runs-1), after a warm-up.
 
     Args:
@@ -46,12 +48,18 @@ def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs
         runs: seeds.
         warmup: one untimed epoch first (seed 1000, not among the scored seeds): cuDNN's autotuning
             and the allocator's first allocations stay out of the timed runs.
+        progress: called with one line per finished run (the best recipe takes minutes a seed).
         **overrides: TrainConfig fields over the recipe (e.g. epochs=1 for a smoke test).
     """
     data = to_device(data, device)  # before any clock starts
     if warmup:
         recipe_run(data, device, recipe, 1000, **{**overrides, "epochs": 1, "warmup_epochs": 0.0})
-    results = [recipe_run(data, device, recipe, seed, **overrides) for seed in range(runs)]
+    results = []
+    for seed in range(runs):
+        results.append(recipe_run(data, device, recipe, seed, **overrides))
+        if progress is not None:
+            accuracy, seconds = results[-1]
+            progress(f"gpu-recipe {recipe}: run {seed + 1}/{runs}: {accuracy:.2%} in {seconds:.1f} s")
     accs, secs = [a for a, _ in results], [s for _, s in results]
     target_acc, target_s = TARGETS.get(recipe, (None, None))
     return {
