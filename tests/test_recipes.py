@@ -11,7 +11,8 @@ from cnnlab.bench.session import accuracy_on_test, train_in_memory
 from cnnlab.data import FLIP_KEEPS_LABEL, ImageDataset, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import TrainConfig
-from cnnlab.train.recipes import RECIPES, recipe_config, recipe_names, recipe_overrides, recipe_tta
+from cnnlab.train.recipes import (RECIPES, gpu_recipe_on_cpu_warning, recipe_config, recipe_names, recipe_overrides,
+                                  recipe_tta)
 
 PAIRS = sorted(RECIPES)
 
@@ -149,3 +150,14 @@ def test_best_recipes_take_steps_on_their_sets_shapes(data, shape):
     session = train_in_memory(cfg, fake, "cpu")
     assert _finite(session.model)
     assert 0.0 <= accuracy_on_test(session.model, cfg, fake, torch.device("cpu"), recipe_tta(data, "best", "cuda")) <= 1
+
+
+def test_the_gpu_sized_best_recipe_warns_before_training_for_days_on_a_cpu():
+    best = recipe_config("fashion-mnist", "best", "cpu")
+    warning = gpu_recipe_on_cpu_warning(best, "cpu")
+    assert warning.startswith("recipe 'best' is sized for a GPU: 190 epochs of wrn-16-8 on the cpu")
+    assert "--recipe fast" in warning and "--epochs" in warning
+    assert gpu_recipe_on_cpu_warning(recipe_config("fashion-mnist", "best", "cuda"), "cuda") is None
+    assert gpu_recipe_on_cpu_warning(recipe_config("fashion-mnist", "fast", "cpu"), "cpu") is None
+    assert gpu_recipe_on_cpu_warning(recipe_config("fashion-mnist", "best", "cpu", epochs=3), "cpu") is None
+    assert gpu_recipe_on_cpu_warning(TrainConfig(recipe="best", data="folder:/tmp/x"), "cpu") is None

@@ -31,6 +31,7 @@ from cnnlab.train.cuda_graph import GraphedModel
 from cnnlab.train.engine import History, Trainer
 from cnnlab.train.fast import compiled, configure_device
 from cnnlab.train.optim import make_optimizer
+from cnnlab.train.recipes import gpu_recipe_on_cpu_warning
 from cnnlab.train.regularize import ModelEMA, init_weights
 from cnnlab.train.reproduce import pick_device, seed_everything
 from cnnlab.train.whitening import WHITENING_IMAGES, whiten_first_conv
@@ -201,6 +202,8 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg, on_download)
     device = pick_device(cfg.device)
+    if (warning := gpu_recipe_on_cpu_warning(cfg, device)) is not None:
+        log.warning(warning)
     fresh = run_dir is None
     if fresh:
         run_dir = runs.new_run_dir(cfg.out, *run_names(cfg))
