@@ -70,12 +70,18 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
         "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"),
     # TensorFlow Datasets, url_checksums/mnist.txt (LeCun's original files as mirrored by
     # cvdf-datasets; the ossci mirror torchvision uses serves the same files, same sizes, and
-    # torchvision pins their MD5s f68b3c2d..., d53e105e..., 9fb629c4..., ec29112d...)
+    # torchvision pins their MD5s f68b3c2d..., d53e105e..., 9fb629c4..., ec29112d...). The raw
+    # SHA-256 are those public manifests pin beside these .gz sums for the decompressed files; a
+    # copy of the four raw files (47,040,016 / 60,008 / 7,840,016 / 10,008 bytes) gave the same.
     Source("mnist", tuple(str(d) for d in range(10)), _idx_files(
-        (9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609"),
-        (28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c"),
-        (1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6"),
-        (4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6")),
+        (9912422, "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+         "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+        (28881, "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+         "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        (1648877, "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+         "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+        (4542, "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
         "https://ossci-datasets.s3.amazonaws.com/mnist/"),
     # TensorFlow Datasets, url_checksums/kmnist.txt. Class names: the romanised kana of
     # kmnist_classmap.csv (お き す つ な は ま や れ を), ASCII so every plot font has them.

@@ -23,8 +23,11 @@ measures them; docs/speed.md has the commands and the raw numbers):
   times gpu-recipe, 2026-11-23). Target 96.2% within 5 minutes: missed by 0.04 points. The
   recipe before it (fastnet-xl, airbench96's widths, 100 epochs) reached 95.56% in 38 s; airbench96
   on the same data 95.55% in 25 s. On a CPU it runs, but for days.
-- mnist / kmnist fast (CPU, fastnet, no flip: mirrored digits and kana change class): not yet
-  measured; expected >= 99% (mnist) after 2 epochs.
+- mnist fast, CPU (fastnet, 2 epochs, Muon for the filters, no flip: a mirrored digit changes
+  class): 99.39% mean test accuracy over 3 seeds (99.41, 99.43, 99.34) after 10.6-11.9 s of
+  training on the same 2-core CPU; the same recipe with SGD for every parameter: 99.21%. The
+  MNIST files were the official ones (SHA-256 of the decompressed files as pinned in sources.py).
+- kmnist fast (mnist fast with 3 epochs: kana are harder than digits): not yet measured.
 - cifar10 fast (fastnet-large, airbench94's settings): not yet measured on GPU.
 - mnist / kmnist / cifar10 best (GPU recipes: fastnet-xl with the settings fashion-mnist best had
   before its Wide ResNet, 95.56% there; digits and kana without flips or cutout, CIFAR-10 with
@@ -96,7 +99,10 @@ RECIPES: dict[tuple[str, str], dict] = {
         on_cuda=dict(cuda_graph=True),
     ),
     ("mnist", "fast"): dict(
-        model="fastnet", epochs=2, batch_size=256, optimizer="sgd", lr=0.2, momentum=0.9, nesterov=True,
+        # fashion-mnist fast's settings without flips; Muon for the filters beat SGD for everything on
+        # each of 3 seeds (99.34-99.43% against 99.16-99.25% after 2 epochs, docs/speed.md)
+        model="fastnet", epochs=2, batch_size=256, optimizer="muon", muon_lr=0.1, muon_momentum=0.6,
+        lr=0.2, momentum=0.9, nesterov=True,
         weight_decay=5e-4, schedule="cosine", warmup_epochs=0.4, label_smoothing=0.1, val_split=0.0,
         precision="bf16", channels_last=True, augment=None, tta=None,
         on_cuda=dict(model="fastnet-large", epochs=6, warmup_epochs=1.0, **_AIRBENCH94,
