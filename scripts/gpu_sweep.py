@@ -14,6 +14,9 @@ A variants file is a JSON list; each entry names a recipe and what to change in 
     tta        null, "flip" or "flip-translate" instead of the recipe's (default: the recipe's)
     trace      evaluate every this many epochs (default 0: only at the end; never timed)
     ensemble   also print the accuracy of the members' averaged probabilities so far
+    profile    after the timed seeds, train the first seed once more under torch.profiler and print
+               its this-many most expensive operations by GPU time (CPU time off a GPU); untimed,
+               and not in the summary
 
 Each run is timed as `cnnlab bench` times gpu-recipe (data on the device first, training plus
 evaluation, synchronised). After the clock stops, each run's model is also scored with every TTA
@@ -37,7 +40,8 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.bench.session import accuracy_on_test, test_batches, timed, to_device, train_in_memory
+from cnnlab.bench.session import (accuracy_on_test, synchronize, test_batches, timed, to_device,
+                                  train_in_memory)
 from cnnlab.data import load_dataset
 from cnnlab.evaluate import predict_proba
 from cnnlab.train.recipes import recipe_config, recipe_tta
@@ -84,6 +88,20 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
     return row
 
 
+def profile_once(variant: dict, data, device: torch.device, top: int) -> str:
+    """The variant's first seed trained under torch.profiler: a table of its `top` costliest operations."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = recipe_config(data.name, variant["recipe"], device, seed=variant.get("seeds", [0])[0])
+    cfg = dataclasses.replace(cfg, **variant.get("overrides", {}))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        train_in_memory(cfg, data, device)
+        synchronize(device)
+    sort_by = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort_by, row_limit=top)
+
+
 def sweep(variants: list[dict], data, device: torch.device, out=None) -> list[dict]:
     """Run every variant; returns one summary dict per variant (also written to `out` as JSON lines)."""
     data = to_device(data, device)
@@ -106,6 +124,9 @@ def sweep(variants: list[dict], data, device: torch.device, out=None) -> list[di
         ensemble = f"  ensemble {rows[-1]['ensemble_accuracy']}" if members is not None else ""
         print(f"SUMMARY {summary['name']}: mean {summary['mean_accuracy']}  min {summary['min_accuracy']}  "
               f"{summary['mean_seconds']} s{ensemble}", flush=True)
+        if variant.get("profile"):
+            print(f"PROFILE {variant['name']}\n{profile_once(variant, data, device, int(variant['profile']))}",
+                  flush=True)
     return summaries
 
 

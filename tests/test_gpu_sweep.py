@@ -25,7 +25,7 @@ def test_sweep_writes_one_line_per_variant_with_traces_and_ensembles(tmp_path, c
         {"name": "tiny", "recipe": "fast", "seeds": [0, 1], "warmup": True, "trace": 1,
          "overrides": {"epochs": 2, "batch_size": 256, "warmup_epochs": 0.5}},
         {"name": "tiny-ensemble", "recipe": "fast", "seeds": [0, 1], "ensemble": True, "tta": "flip",
-         "overrides": {"epochs": 1, "batch_size": 256, "warmup_epochs": 0.0, "ema": None}},
+         "profile": 5, "overrides": {"epochs": 1, "batch_size": 256, "warmup_epochs": 0.0, "ema": None}},
     ]
     path = tmp_path / "variants.json"
     path.write_text(json.dumps(variants))
@@ -38,7 +38,12 @@ def test_sweep_writes_one_line_per_variant_with_traces_and_ensembles(tmp_path, c
     assert [t[0] for t in first["runs"][0]["trace"]] == [1, 2]  # evaluated after each epoch
     assert first["min_accuracy"] <= first["mean_accuracy"] <= 1.0 and first["mean_seconds"] > 0
     assert all(0.0 <= r["ensemble_accuracy"] <= 1.0 for r in second["runs"])
-    assert "SUMMARY tiny-ensemble: mean" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "SUMMARY tiny-ensemble: mean" in printed
+    assert "RUN tiny seed 1: " in printed and "TRACE tiny seed 0: epoch 2 " in printed
+    table = printed.split("PROFILE tiny-ensemble\n")[1]  # torch.profiler's table of the costliest operations
+    assert "Self CPU time total" in table and "aten::" in table
+    assert all(set(r["accuracy_by_tta"]) == {"None", "flip", "flip-translate"} for r in first["runs"])
 
 
 NEXT = SCRIPT.parent / "gpu_next.json"
