@@ -8,10 +8,9 @@ training plus test-time-augmented evaluation with the GPU synchronised at both e
 from __future__ import annotations
 
 import statistics
+from typing import Callable
 
 import torch
-
-from typing import Callable
 
 from cnnlab.bench.session import accuracy_on_test, timed, to_device, train_in_memory
 from cnnlab.data import ImageDataset

@@ -31,8 +31,9 @@ measures them; docs/speed.md has the commands and the raw numbers):
 - cifar10 fast (fastnet-large, airbench94's settings): not yet measured on GPU.
 - mnist / kmnist / cifar10 best (GPU recipes: fastnet-xl with the settings fashion-mnist best had
   before its Wide ResNet, 95.56% there; digits and kana without flips or cutout, CIFAR-10 with
-  airbench96's 4 px reflect translate and 45 epochs): not yet measured (no GPU and no copy of these sets on the machines so far). airbench96,
-  whose residual blocks fastnet-xl lacks, reaches 96.05% on CIFAR-10.
+  airbench96's 4 px reflect translate and 45 epochs): not yet measured (no copy of these sets has
+  reached a GPU machine: CIFAR-10's 163 MB exceed what the device tool carries). airbench96, whose
+  residual blocks fastnet-xl lacks, reaches 96.05% on CIFAR-10.
 
 Sources: airbench94/96 by Keller Jordan (github.com/KellerJordan/cifar10-airbench): batch 1024,
 SGD-Nesterov momentum 0.85, label smoothing 0.2, flip + 2 px translate, TTA, weight averaging.
@@ -40,13 +41,13 @@ airbench states lr per 1024 examples for a summed loss: 11.5 / (1 + 1/(1 - 0.85)
 same step for cnnlab's mean loss at batch 1024; its decoupled decay 0.0153 becomes torch's coupled
 weight_decay 0.0153 / (1 + 1/0.15) / 1.5 ~= 1.3e-3. airbench's Lookahead is left out: an EMA of the
 weights in its place cost 0.3 to 1.3 points (docs/speed.md has the sweeps), while ModelEMA copied
-BatchNorm's statistics instead of averaging them. It averages them now, and still does not pay on an
-H100 (2026-11-23): fast 94.89% with EMA 0.99 against 95.00% without (3 and 5 seeds), best (fastnet-xl)
-95.40% with EMA 0.999 against 95.56% without.
-The Muon variants measured on 2026-11-23 (docs/gpu-runs/) translate airbench94_muon (batch 2000, summed loss,
-logits / 256) to fastnet-large (mean loss, logits / 9): a head step moves the logits by lr * scale^2,
-so lr = 0.67 * 2000 * (9 / 256)^2 ~= 1.66, BN biases at 0.053 * 2000 = 106 ~= 64 x 1.66, and its
-decay 2e-6 * 2000 per step becomes torch's coupled weight_decay 4e-3 / 1.66 ~= 2.4e-3.
+BatchNorm's statistics instead of averaging them. It averages them now, and still does not pay on
+an H100 (2026-11-23): fast 94.89% with EMA 0.99 against 95.00% without (3 and 5 seeds), best
+(fastnet-xl) 95.40% with EMA 0.999 against 95.56% without.
+The Muon variants measured on 2026-11-23 (docs/gpu-runs/) translate airbench94_muon (batch 2000,
+summed loss, logits / 256) to fastnet-large (mean loss, logits / 9): a head step moves the logits
+by lr * scale^2, so lr = 0.67 * 2000 * (9 / 256)^2 ~= 1.66, BN biases at 0.053 * 2000 = 106 ~= 64 x
+1.66, and its decay 2e-6 * 2000 per step becomes torch's coupled weight_decay 4e-3 / 1.66 ~= 2.4e-3.
 """
 
 from __future__ import annotations
