@@ -42,8 +42,8 @@ same step for cnnlab's mean loss at batch 1024; its decoupled decay 0.0153 becom
 weight_decay 0.0153 / (1 + 1/0.15) / 1.5 ~= 1.3e-3. airbench's Lookahead is left out: an EMA of the
 weights in its place cost 0.3 to 1.3 points (docs/speed.md has the sweeps), while ModelEMA copied
 BatchNorm's statistics instead of averaging them. It averages them now, and still does not pay on
-an H100 (2026-11-23): fast 94.89% with EMA 0.99 against 95.00% without (3 and 5 seeds), best
-(fastnet-xl) 95.40% with EMA 0.999 against 95.56% without.
+an H100 (2026-11-23): fast, seeds 0-2, 94.89% with EMA 0.99 against 95.01% without; best
+(fastnet-xl), seed 0, 95.40% with EMA 0.999 against 95.52% without (second session).
 The Muon variants measured on 2026-11-23 (docs/gpu-runs/) translate airbench94_muon (batch 2000,
 summed loss, logits / 256) to fastnet-large (mean loss, logits / 9): a head step moves the logits
 by lr * scale^2, so lr = 0.67 * 2000 * (9 / 256)^2 ~= 1.66, BN biases at 0.053 * 2000 = 106 ~= 64 x
