@@ -161,3 +161,23 @@ def test_the_gpu_sized_best_recipe_warns_before_training_for_days_on_a_cpu():
     assert gpu_recipe_on_cpu_warning(recipe_config("fashion-mnist", "fast", "cpu"), "cpu") is None
     assert gpu_recipe_on_cpu_warning(recipe_config("fashion-mnist", "best", "cpu", epochs=3), "cpu") is None
     assert gpu_recipe_on_cpu_warning(TrainConfig(recipe="best", data="folder:/tmp/x"), "cpu") is None
+
+
+@pytest.mark.parametrize("ensemble", [1, 3])
+def test_train_warns_once_before_loading_anything(tmp_path, monkeypatch, caplog, ensemble):
+    """pipeline.train logs the warning first, and once for an ensemble (its members come back
+    through train with their own run_dir)."""
+    from cnnlab import pipeline
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "prepare", stop)  # the data loading that follows the warning
+    cfg = recipe_config("fashion-mnist", "best", "cpu", out=str(tmp_path), ensemble=ensemble).replace(device="cpu")
+    with caplog.at_level("WARNING", logger="cnnlab.pipeline"), pytest.raises(Stop):
+        pipeline.train(cfg)
+    warnings = [r.getMessage() for r in caplog.records if "sized for a GPU" in r.getMessage()]
+    assert len(warnings) == 1

@@ -195,15 +195,15 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
         on_download: on_progress(done_bytes, total_bytes) while a dataset downloads.
         run_dir: write here instead of a fresh folder under cfg.out (ensemble members).
     """
+    device = pick_device(cfg.device)
+    if run_dir is None and (warning := gpu_recipe_on_cpu_warning(cfg, device)) is not None:
+        log.warning(warning)  # once per command: ensemble members come back here with their run_dir
     if cfg.ensemble > 1:
         from cnnlab.ensemble_run import train_ensemble
 
         return train_ensemble(cfg, callbacks=callbacks, on_download=on_download)
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg, on_download)
-    device = pick_device(cfg.device)
-    if (warning := gpu_recipe_on_cpu_warning(cfg, device)) is not None:
-        log.warning(warning)
     fresh = run_dir is None
     if fresh:
         run_dir = runs.new_run_dir(cfg.out, *run_names(cfg))
