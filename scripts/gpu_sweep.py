@@ -49,11 +49,16 @@ from cnnlab.train.recipes import recipe_config, recipe_tta
 TTAS = (None, "flip", "flip-translate")  # every run is also scored with each, untimed
 
 
+def variant_config(variant: dict, data, device: torch.device, seed: int):
+    """The TrainConfig of one seed of a variant: its recipe for the device, its overrides on top."""
+    cfg = recipe_config(data.name, variant["recipe"], device, seed=seed)
+    return dataclasses.replace(cfg, **variant.get("overrides", {}))
+
+
 def run_once(variant: dict, data, device: torch.device, seed: int, members: list | None,
              *, epochs: int | None = None) -> dict:
     """One seed of a variant: accuracy, seconds, per-epoch seconds, the trace; appends to members."""
-    cfg = recipe_config(data.name, variant["recipe"], device, seed=seed)
-    cfg = dataclasses.replace(cfg, **variant.get("overrides", {}))
+    cfg = variant_config(variant, data, device, seed)
     if epochs is not None:  # the warm-up run
         cfg = dataclasses.replace(cfg, epochs=epochs, warmup_epochs=0.0)
     tta = variant["tta"] if "tta" in variant else recipe_tta(data.name, variant["recipe"], device)
@@ -92,8 +97,7 @@ def profile_once(variant: dict, data, device: torch.device, top: int) -> str:
     """The variant's first seed trained under torch.profiler: a table of its `top` costliest operations."""
     from torch.profiler import ProfilerActivity, profile
 
-    cfg = recipe_config(data.name, variant["recipe"], device, seed=variant.get("seeds", [0])[0])
-    cfg = dataclasses.replace(cfg, **variant.get("overrides", {}))
+    cfg = variant_config(variant, data, device, variant.get("seeds", [0])[0])
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         train_in_memory(cfg, data, device)
