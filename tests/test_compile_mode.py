@@ -7,7 +7,7 @@ import torch
 
 from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 from cnnlab import zoo
-from cnnlab.bench.session import train_in_memory
+from cnnlab.bench.session import accuracy_on_test, train_in_memory
 from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.errors import ConfigError
 from cnnlab.pipeline import make_trainer
@@ -68,3 +68,20 @@ def test_a_reduce_overhead_compiled_model_trains(small):
     session = train_in_memory(cfg, small, "cpu")
     assert len(session.epoch_seconds) == 1
     assert all(torch.isfinite(p).all() for p in session.model.parameters())
+
+
+def test_compiled_training_matches_eager_accuracy_within_noise():
+    """Same seed, data order and init; only torch.compile differs (reduce-overhead, the GPU candidate).
+    1,000 test images give a binomial standard error of ~1.3 points at 80%: 4 points is 3 sigma."""
+    mini = load_dataset("fashion-mnist-mini")
+    data = ImageDataset(mini.name, mini.classes, mini.x_train[:3000], mini.y_train[:3000], mini.x_test[:1000],
+                        mini.y_test[:1000])
+    accs = {}
+    for compile_on in (False, True):
+        cfg = TrainConfig(model="seed-cnn", epochs=2, batch_size=64, optimizer="sgd", lr=0.05, momentum=0.9,
+                          val_split=0.0, compile=compile_on,
+                          compile_mode="reduce-overhead" if compile_on else "default")
+        session = train_in_memory(cfg, data, "cpu")
+        accs[compile_on] = accuracy_on_test(session.model, cfg, data, torch.device("cpu"))
+    assert accs[False] > 0.7, accs  # it learned: the comparison means something
+    assert abs(accs[True] - accs[False]) <= 0.04, accs
