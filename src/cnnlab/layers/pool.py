@@ -8,16 +8,19 @@ import torch.nn.functional as F
 from cnnlab.errors import ConfigError
 from cnnlab.layers.base import Layer, register
 from cnnlab.layers.shapes import check_windows, pair, same_pads, windows
-from cnnlab.native import maxpool2x2
+from cnnlab.native import maxpool2x2, maxpool2x2_cuda
 
 
 def _max_pool(x: torch.Tensor, size: tuple[int, int], strides: tuple[int, int], relu: bool = False) -> torch.Tensor:
     """F.max_pool2d(x, size, strides), followed by torch.relu if `relu`. 2x2 windows with stride 2
-    on channels-last CPU tensors go through cnnlab's C kernel (native/maxpool2x2.c: the same values
-    and gradients, ~3x faster, the ReLU in the same pass)."""
-    y = maxpool2x2.max_pool_2x2_if_fits(x, relu) if size == (2, 2) and strides == (2, 2) else None
-    if y is not None:
-        return y
+    on channels-last tensors go through cnnlab's kernels, with the same values and gradients and the
+    ReLU in the same pass: C on the CPU (native/maxpool2x2.c, ~3x faster), Triton on CUDA
+    (native/maxpool2x2_cuda.py)."""
+    if size == (2, 2) and strides == (2, 2):
+        native = maxpool2x2_cuda if x.is_cuda else maxpool2x2
+        y = native.max_pool_2x2_if_fits(x, relu)
+        if y is not None:
+            return y
     y = F.max_pool2d(x, size, strides)
     return torch.relu(y) if relu else y
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.native.maxpool2x2_cuda import recording_graphs
 
 
 class GraphedModel(nn.Module):
@@ -47,7 +48,7 @@ class GraphedModel(nn.Module):
         # autocast's weight cache must be off while capturing (torch's CUDA graph notes)
         autocast = (torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False) if precision == "bf16"
                     else contextlib.nullcontext())
-        with autocast:
+        with autocast, recording_graphs():  # 2x2 max pooling records cnnlab's Triton kernels
             torch.cuda.make_graphed_callables(model, (sample.detach(),), num_warmup_iters=3)
         self._graphed = model.__dict__.pop("forward")  # the graphed forward it installed; the class's comes back
         with torch.no_grad():  # the warm-up passes moved BatchNorm's running statistics
