@@ -21,7 +21,7 @@ A variants file is a JSON list; each entry names a recipe and what to change in 
 Each run is timed as `cnnlab bench` times gpu-recipe (data on the device first, training plus
 evaluation, synchronised). After the clock stops, each run's model is also scored with every TTA
 (`accuracy_by_tta`: none, flip, flip-translate), so one sweep compares TTAs on the same weights.
-One JSON line per variant goes to --out and a SUMMARY line to stdout; RUN and TRACE lines are
+With --probs-dir, each run's test probabilities are saved too. One JSON line per variant goes to --out and a SUMMARY line to stdout; RUN and TRACE lines are
 printed as they happen, so a run cut off by a time limit still shows how far it got.
 
     python scripts/gpu_sweep.py variants.json --data-dir /usr/share/datasets/fashion-mnist --out sweep.jsonl
@@ -56,7 +56,7 @@ def variant_config(variant: dict, data, device: torch.device, seed: int):
 
 
 def run_once(variant: dict, data, device: torch.device, seed: int, members: list | None,
-             *, epochs: int | None = None) -> dict:
+             *, epochs: int | None = None, probs_dir: Path | None = None) -> dict:
     """One seed of a variant: accuracy, seconds, per-epoch seconds, the trace; appends to members."""
     cfg = variant_config(variant, data, device, seed)
     if epochs is not None:  # the warm-up run
@@ -83,13 +83,18 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
     if epochs is None:
         print(f"RUN {variant['name']} seed {seed}: {row['accuracy']}  {row['seconds']} s  "
               f"by TTA {row['accuracy_by_tta']}", flush=True)
-    if members is not None:
+    if members is not None or (probs_dir is not None and epochs is None):
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         with autocast:
             probs, y = predict_proba(session.model, test_batches(cfg, data, device), device, tta=tta)
-        members.append(probs.float())
-        average = torch.stack(members).mean(0)
-        row["ensemble_accuracy"] = round((average.argmax(1).cpu() == y.cpu()).float().mean().item(), 5)
+        if probs_dir is not None and epochs is None:  # for combining members offline
+            probs_dir.mkdir(parents=True, exist_ok=True)
+            torch.save({"probs": probs.half(), "y": y.to(torch.uint8), "tta": tta},
+                       probs_dir / f"{variant['name']}-seed{seed}.pt")
+        if members is not None:
+            members.append(probs.float())
+            average = torch.stack(members).mean(0)
+            row["ensemble_accuracy"] = round((average.argmax(1).cpu() == y.cpu()).float().mean().item(), 5)
     return row
 
 
@@ -106,7 +111,7 @@ def profile_once(variant: dict, data, device: torch.device, top: int) -> str:
     return prof.key_averages().table(sort_by=sort_by, row_limit=top)
 
 
-def sweep(variants: list[dict], data, device: torch.device, out=None) -> list[dict]:
+def sweep(variants: list[dict], data, device: torch.device, out=None, probs_dir: Path | None = None) -> list[dict]:
     """Run every variant; returns one summary dict per variant (also written to `out` as JSON lines)."""
     data = to_device(data, device)
     summaries = []
@@ -115,7 +120,8 @@ def sweep(variants: list[dict], data, device: torch.device, out=None) -> list[di
         if variant.get("warmup"):
             run_once(variant, data, device, 1000, None, epochs=1)
         members = [] if variant.get("ensemble") else None
-        rows = [run_once(variant, data, device, seed, members) for seed in variant.get("seeds", [0])]
+        rows = [run_once(variant, data, device, seed, members, probs_dir=probs_dir)
+                for seed in variant.get("seeds", [0])]
         accuracies, seconds = [r["accuracy"] for r in rows], [r["seconds"] for r in rows]
         summary = {"name": variant["name"], "recipe": variant["recipe"], "overrides": variant.get("overrides", {}),
                    "mean_accuracy": round(statistics.fmean(accuracies), 5), "min_accuracy": min(accuracies),
@@ -141,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="fashion-mnist")
     ap.add_argument("--data-dir")
     ap.add_argument("--out", type=Path, help="append one JSON line per variant here")
+    ap.add_argument("--probs-dir", type=Path, help="save each run's test probabilities (its TTA, float16) "
+                                                    "here as NAME-seedN.pt, untimed, to combine runs afterwards")
     ap.add_argument("--only", help="comma-separated variant names or name prefixes to run (default: all), "
                                    "e.g. fast- to fit one device call's 10 minutes")
     args = ap.parse_args(argv)
@@ -155,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     print(torch.__version__, torch.cuda.get_device_name(device) if device.type == "cuda" else device, flush=True)
     out = args.out.open("a", encoding="utf-8") if args.out else None
     try:
-        sweep(variants, data, device, out)
+        sweep(variants, data, device, out, args.probs_dir)
     finally:
         if out is not None:
             out.close()
