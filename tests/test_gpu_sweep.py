@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
 
@@ -30,7 +31,9 @@ def test_sweep_writes_one_line_per_variant_with_traces_and_ensembles(tmp_path, c
     path = tmp_path / "variants.json"
     path.write_text(json.dumps(variants))
     out = tmp_path / "sweep.jsonl"
-    assert _load().main([str(path), "--device", "cpu", "--data", "fashion-mnist-mini", "--out", str(out)]) == 0
+    probs = tmp_path / "probs"
+    assert _load().main([str(path), "--device", "cpu", "--data", "fashion-mnist-mini", "--out", str(out),
+                         "--probs-dir", str(probs)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [line["name"] for line in lines] == ["tiny", "tiny-ensemble"]
     first, second = lines
@@ -44,6 +47,13 @@ def test_sweep_writes_one_line_per_variant_with_traces_and_ensembles(tmp_path, c
     table = printed.split("PROFILE tiny-ensemble\n")[1]  # torch.profiler's table of the costliest operations
     assert "Self CPU time total" in table and "aten::" in table
     assert all(set(r["accuracy_by_tta"]) == {"None", "flip", "flip-translate"} for r in first["runs"])
+    # --probs-dir: each timed run's test probabilities (not the warm-up's), which reproduce its accuracy
+    assert sorted(p.name for p in probs.iterdir()) == ["tiny-ensemble-seed0.pt", "tiny-ensemble-seed1.pt",
+                                                       "tiny-seed0.pt", "tiny-seed1.pt"]
+    saved = torch.load(probs / "tiny-seed1.pt")
+    assert saved["probs"].shape == (len(saved["y"]), 10) and saved["tta"] is None
+    accuracy = (saved["probs"].float().argmax(1) == saved["y"].long()).float().mean().item()
+    assert accuracy == pytest.approx(first["runs"][1]["accuracy"], abs=2e-3)  # float16 may flip a near tie
 
 
 NEXT = SCRIPT.parent / "gpu_next.json"
