@@ -11,12 +11,12 @@ gradient or zero, with no zero fill: both passes are plain memory-bound streams.
 Semantics are torch's, as maxpool2x2.c has them (scan order (0,0), (0,1), (1,0), (1,1); a value
 replaces the running maximum when greater or NaN; floor mode: an odd last row or column belongs to
 no window and gets zero gradient). One difference from the CPU: torch's CUDA backward passes a
--0.0 gradient through as -0.0 (its CPU backward adds it to zeros, giving +0.0), so this does too. With relu=True the forward returns
-relu(max) and marks a window whose output is <= 0 with position 4, which passes no gradient.
-tests/test_native_pool_cuda.py compares values and gradients with F.max_pool2d bitwise (it needs a
-GPU; CI has none, so it runs on the device tool).
+-0.0 gradient through as -0.0 (its CPU backward adds it to zeros, giving +0.0), so this does too.
+With relu=True the forward returns relu(max) and marks a window whose output is <= 0 with position
+4, which passes no gradient. tests/test_native_pool_cuda.py compares values and gradients with
+F.max_pool2d bitwise (it needs a GPU; CI has none, so it runs on the device tool).
 
-Only while cnnlab records a CUDA graph (train/cuda_graph.py enters `recording_graphs()` around its
+The kernels run only while cnnlab records a CUDA graph (train/cuda_graph.py enters `recording_graphs()` around its
 warm-up passes and the capture; the GPU recipes train that way): a replayed graph launches the
 kernels with no Python in between, and there they measured 30 us (forward) and 33 us (backward) per
 call against torch's 126 and 209 us, averaged over fastnet-large's three poolings (torch.profiler,
@@ -62,6 +62,7 @@ def recording_graphs() -> Iterator[None]:
         yield
     finally:
         _recording -= 1
+
 
 if triton is not None:
 
