@@ -21,8 +21,9 @@ A variants file is a JSON list; each entry names a recipe and what to change in 
 Each run is timed as `cnnlab bench` times gpu-recipe (data on the device first, training plus
 evaluation, synchronised). After the clock stops, each run's model is also scored with every TTA
 (`accuracy_by_tta`: none, flip, flip-translate), so one sweep compares TTAs on the same weights.
-With --probs-dir, each run's test probabilities are saved too. One JSON line per variant goes to --out and a SUMMARY line to stdout; RUN and TRACE lines are
-printed as they happen, so a run cut off by a time limit still shows how far it got.
+With --probs-dir, each run's test probabilities are saved too. One JSON line per variant goes to
+--out and a SUMMARY line to stdout; RUN and TRACE lines are printed as they happen, so a run cut off
+by a time limit still shows how far it got.
 
     python scripts/gpu_sweep.py variants.json --data-dir /usr/share/datasets/fashion-mnist --out sweep.jsonl
     python scripts/gpu_sweep.py scripts/gpu_next.json --only fast- --data-dir ... --out next.jsonl
@@ -83,11 +84,12 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
     if epochs is None:
         print(f"RUN {variant['name']} seed {seed}: {row['accuracy']}  {row['seconds']} s  "
               f"by TTA {row['accuracy_by_tta']}", flush=True)
-    if members is not None or (probs_dir is not None and epochs is None):
+    save_probs = probs_dir is not None and epochs is None  # the warm-up run's are not kept
+    if members is not None or save_probs:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
         with autocast:
             probs, y = predict_proba(session.model, test_batches(cfg, data, device), device, tta=tta)
-        if probs_dir is not None and epochs is None:  # for combining members offline
+        if save_probs:  # for combining members offline
             probs_dir.mkdir(parents=True, exist_ok=True)
             torch.save({"probs": probs.half(), "y": y.to(torch.uint8), "tta": tta},
                        probs_dir / f"{variant['name']}-seed{seed}.pt")

@@ -22,7 +22,7 @@ from cnnlab.native.build import HERE, NativeLibrary, build, find_compiler
 
 needs_kernel = pytest.mark.skipif(maxpool2x2.LIBRARY.get() is None,
                                   reason=f"the C kernel is not built here: {maxpool2x2.LIBRARY.reason}")
-INT_VIEW = {torch.bfloat16: torch.int16, torch.float32: torch.int32}
+INT_VIEW = {torch.bfloat16: torch.int16, torch.float16: torch.int16, torch.float32: torch.int32}
 
 
 def _awkward(shape, dtype, seed=0) -> torch.Tensor:
