@@ -13,9 +13,9 @@ from __future__ import annotations
 import ctypes
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from cnnlab.native.build import NativeLibrary, tracing
+from cnnlab.native.pool2x2_function import MaxPool2x2
 
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 LIBRARY = NativeLibrary("maxpool2x2.c", {
@@ -36,38 +36,26 @@ def applies(x: torch.Tensor) -> bool:
             and x.is_contiguous(memory_format=torch.channels_last) and LIBRARY.get() is not None)
 
 
-class _MaxPool2x2(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, relu: bool) -> torch.Tensor:
-        n, c, h, w = x.shape
-        lib = LIBRARY.get()
-        y = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
-        # each window's winner, 0-3 in scan order (4: closed by the ReLU), stored (N, H/2, W/2, C)
-        # like y; only for the backward
-        pos = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8) if ctx.needs_input_grad[0] else None
-        lib.cnnlab_maxpool2x2_fwd(x.data_ptr(), y.data_ptr(), None if pos is None else pos.data_ptr(),
-                                  n, h, w, c, int(relu), int(x.dtype == torch.bfloat16))
-        ctx.save_for_backward(pos)
-        ctx.input_shape = (n, c, h, w)
-        return y
+class _CKernels:
+    """maxpool2x2.c's two functions, for pool2x2_function.MaxPool2x2 (which allocates their tensors)."""
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (pos,) = ctx.saved_tensors
-        n, c, h, w = ctx.input_shape
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        # channels-last like the input; the kernel writes every element, so no zero fill
-        grad_in = torch.empty((n, c, h, w), dtype=grad.dtype, memory_format=torch.channels_last)
+    def forward(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor | None, relu: bool) -> None:
+        n, c, h, w = x.shape
+        LIBRARY.get().cnnlab_maxpool2x2_fwd(x.data_ptr(), y.data_ptr(), None if pos is None else pos.data_ptr(),
+                                            n, h, w, c, int(relu), int(x.dtype == torch.bfloat16))
+
+    @staticmethod
+    def backward(grad: torch.Tensor, pos: torch.Tensor, grad_in: torch.Tensor) -> None:
+        n, c, h, w = grad_in.shape
         LIBRARY.get().cnnlab_maxpool2x2_bwd(grad.data_ptr(), pos.data_ptr(), grad_in.data_ptr(), n, h, w, c,
                                             int(grad.dtype == torch.bfloat16))
-        return grad_in, None
 
 
 def max_pool_2x2_if_fits(x: torch.Tensor, relu: bool = False) -> torch.Tensor | None:
     """max_pool_2x2(x, relu) where `applies(x)`, else None (the caller runs torch's pooling); one
     check, for the layers' hot path."""
-    return _MaxPool2x2.apply(x, relu) if applies(x) else None
+    return MaxPool2x2.apply(x, relu, _CKernels) if applies(x) else None
 
 
 def max_pool_2x2(x: torch.Tensor, relu: bool = False) -> torch.Tensor:

@@ -14,7 +14,9 @@ no window and gets zero gradient). One difference from the CPU: torch's CUDA bac
 -0.0 gradient through as -0.0 (its CPU backward adds it to zeros, giving +0.0), so this does too.
 With relu=True the forward returns relu(max) and marks a window whose output is <= 0 with position
 4, which passes no gradient. tests/test_native_pool_cuda.py compares values and gradients with
-F.max_pool2d bitwise (it needs a GPU; CI has none, so it runs on the device tool).
+F.max_pool2d bitwise (it needs a GPU; CI has none, so it runs on the device tool), and
+tests/test_native_pool_triton.py checks the kernels on a CPU, in CI: bitwise in Triton's
+interpreter, and compiled for an H100 (sm_90).
 
 The kernels run only while cnnlab records a CUDA graph (train/cuda_graph.py enters `recording_graphs()` around its
 warm-up passes and the capture; the GPU recipes train that way): a replayed graph launches the
@@ -33,9 +35,9 @@ import contextlib
 from typing import Iterator
 
 import torch
-from torch.autograd.function import once_differentiable
 
 from cnnlab.native.build import enabled, tracing
+from cnnlab.native.pool2x2_function import MaxPool2x2
 
 try:
     import triton
@@ -67,17 +69,21 @@ def recording_graphs() -> Iterator[None]:
 if triton is not None:
 
     @triton.jit
+    def _nhwc_coordinates(offs, C, H, W):
+        # (n, h, w, c) of flat element offsets into a channels-last (N, H, W, C) tensor, c fastest
+        c = offs % C
+        t = offs // C
+        w = t % W
+        t = t // W
+        return t // H, t % H, w, c
+
+    @triton.jit
     def _forward_kernel(x_ptr, y_ptr, pos_ptr, total, C, H, W, OH, OW,
                         RELU: tl.constexpr, SAVE_POS: tl.constexpr, BLOCK: tl.constexpr):
         # one program: BLOCK outputs in NHWC order (c fastest), so loads and stores are coalesced
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         live = offs < total
-        c = offs % C
-        t = offs // C
-        ow = t % OW
-        t = t // OW
-        oh = t % OH
-        n = t // OH
+        n, oh, ow, c = _nhwc_coordinates(offs, C, OH, OW)
         i00 = ((n * H + 2 * oh) * W + 2 * ow) * C + c  # the window's top-left pixel
         i10 = i00 + W * C
         a = tl.load(x_ptr + i00, mask=live, other=0.0)
@@ -107,12 +113,7 @@ if triton is not None:
         # one program: BLOCK input-gradient pixels in NHWC order; each is written once
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         live = offs < total
-        c = offs % C
-        t = offs // C
-        w = t % W
-        t = t // W
-        h = t % H
-        n = t // H
+        n, h, w, c = _nhwc_coordinates(offs, C, H, W)
         oh, ow = h // 2, w // 2
         covered = live & (oh < OH) & (ow < OW)  # floor mode: an odd last row / column is in no window
         o = ((n * OH + oh) * OW + ow) * C + c
@@ -138,36 +139,25 @@ def _grid(total: int) -> tuple[int]:
     return ((total + _BLOCK - 1) // _BLOCK,)
 
 
-class _MaxPool2x2(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, relu: bool) -> torch.Tensor:
-        n, c, h, w = x.shape
-        oh, ow = h // 2, w // 2
-        y = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
-        save = ctx.needs_input_grad[0]
-        # each window's winner, 0-3 in scan order (4: closed by the ReLU), stored (N, OH, OW, C) like y
-        pos = torch.empty((n, oh, ow, c), dtype=torch.uint8, device=x.device) if save else y
-        total = y.numel()
-        if total:
-            _forward_kernel[_grid(total)](x, y, pos, total, c, h, w, oh, ow, RELU=bool(relu), SAVE_POS=save,
-                                          BLOCK=_BLOCK)
-        ctx.save_for_backward(pos if save else None)
-        ctx.input_shape = (n, c, h, w)
-        return y
+class _TritonKernels:
+    """The two Triton kernels, for pool2x2_function.MaxPool2x2 (which allocates their tensors)."""
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (pos,) = ctx.saved_tensors
-        n, c, h, w = ctx.input_shape
-        grad = grad.contiguous(memory_format=torch.channels_last)
-        grad_in = torch.empty((n, c, h, w), dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
+    def forward(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor | None, relu: bool) -> None:
+        n, c, h, w = x.shape
+        total = y.numel()
+        # without a gradient no positions are stored; y stands in for the pointer the kernel never uses
+        _forward_kernel[_grid(total)](x, y, y if pos is None else pos, total, c, h, w, h // 2, w // 2,
+                                      RELU=relu, SAVE_POS=pos is not None, BLOCK=_BLOCK)
+
+    @staticmethod
+    def backward(grad: torch.Tensor, pos: torch.Tensor, grad_in: torch.Tensor) -> None:
+        n, c, h, w = grad_in.shape
         total = grad_in.numel()
         _backward_kernel[_grid(total)](grad, pos, grad_in, total, c, h, w, h // 2, w // 2, BLOCK=_BLOCK)
-        return grad_in, None
 
 
 def max_pool_2x2_if_fits(x: torch.Tensor, relu: bool = False) -> torch.Tensor | None:
     """F.max_pool2d(x, 2) (then torch.relu with relu=True) through the Triton kernels where
     `applies(x)`, else None (the caller runs torch's pooling)."""
-    return _MaxPool2x2.apply(x, relu) if applies(x) else None
+    return MaxPool2x2.apply(x, relu, _TritonKernels) if applies(x) else None
