@@ -1,7 +1,7 @@
 """cnnlab's Triton max-pooling kernels (native/maxpool2x2_cuda.py) against torch's CUDA pooling: the
 same bits, values and gradients, ties, NaNs and signed zeros included, and inside a CUDA graph. They
-need a GPU and Triton, which CI lacks: there they are skipped (all but the first test), and they ran
-on the device tool's H100 (38 passed, 2026-11-23)."""
+need a GPU, which CI lacks: there they are skipped (all but the first test), and they ran on the
+device tool's H100 (38 passed, 2026-11-23). test_native_pool_triton.py checks the kernels on a CPU."""
 
 from __future__ import annotations
 
