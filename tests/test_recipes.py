@@ -117,6 +117,9 @@ def test_gpu_recipe_path_runs_on_cpu_with_a_tiny_budget():
     assert len(out["accuracies"]) == 2 and out["min_accuracy"] <= out["mean_accuracy"]
     assert [line.split(":")[:2] for line in lines] == [["gpu-recipe fast", " run 1/2"], ["gpu-recipe fast", " run 2/2"]]
     assert re.fullmatch(r"gpu-recipe fast: run 2/2: \d+\.\d\d% in \d+\.\d s", lines[1]), lines[1]
+    assert len(out["median_epoch_seconds"]) == len(out["slowest_epoch_seconds"]) == 2
+    assert all(0 < m <= slowest < s for m, slowest, s in zip(out["median_epoch_seconds"], out["slowest_epoch_seconds"],
+                                                              out["seconds_per_run"]))
     assert all(s > 0 for s in out["seconds_per_run"]) and math.isclose(
         out["mean_seconds"], sum(out["seconds_per_run"]) / 2, rel_tol=1e-2, abs_tol=2e-3)
 

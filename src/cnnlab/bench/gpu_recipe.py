@@ -20,20 +20,21 @@ TARGETS = {"fast": (0.950, 2.5), "best": (0.962, 300.0)}  # (mean accuracy, seco
 
 
 def recipe_run(data: ImageDataset, device: torch.device, recipe: str, seed: int,
-               **overrides) -> tuple[float, float]:
-    """One seed: (test accuracy with the recipe's TTA, seconds of training + evaluation).
+               **overrides) -> tuple[float, float, list[float]]:
+    """One seed: (test accuracy with the recipe's TTA, seconds of training + evaluation, seconds of
+    each epoch's training).
 
     data should already be on device (session.to_device), as airbench keeps it.
     """
     cfg = recipe_config(data.name, recipe, device, seed=seed, **overrides)
     tta = recipe_tta(data.name, recipe, device)
 
-    def run() -> float:
+    def run() -> tuple[float, list[float]]:
         session = train_in_memory(cfg, data, device)
-        return accuracy_on_test(session.model, cfg, data, device, tta)
+        return accuracy_on_test(session.model, cfg, data, device, tta), session.epoch_seconds
 
-    accuracy, seconds = timed(run, device)
-    return float(accuracy), seconds
+    (accuracy, epoch_seconds), seconds = timed(run, device)
+    return float(accuracy), seconds, list(epoch_seconds)
 
 
 def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs: int = 5, warmup: bool = True,
@@ -57,14 +58,18 @@ def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs
     for seed in range(runs):
         results.append(recipe_run(data, device, recipe, seed, **overrides))
         if progress is not None:
-            accuracy, seconds = results[-1]
+            accuracy, seconds, _ = results[-1]
             progress(f"gpu-recipe {recipe}: run {seed + 1}/{runs}: {accuracy:.2%} in {seconds:.1f} s")
-    accs, secs = [a for a, _ in results], [s for _, s in results]
+    accs, secs, epochs = zip(*results)
     target_acc, target_s = TARGETS.get(recipe, (None, None))
     return {
         "recipe": recipe, "tta": recipe_tta(data.name, recipe, device),
         "mean_accuracy": round(statistics.fmean(accs), 5), "min_accuracy": round(min(accs), 5),
         "mean_seconds": round(statistics.fmean(secs), 3),
         "accuracies": [round(a, 5) for a in accs], "seconds_per_run": [round(s, 3) for s in secs],
+        # per run: the typical epoch and the slowest (an outlier there is one-off work inside the
+        # timed run, such as a compilation, rather than uniformly slower steps)
+        "median_epoch_seconds": [round(statistics.median(e), 3) for e in epochs],
+        "slowest_epoch_seconds": [round(max(e), 3) for e in epochs],
         "target_accuracy": target_acc, "target_seconds": target_s,
     }
