@@ -4,9 +4,9 @@ Two checks that need Triton but no GPU (`make test` installs Triton for them):
 - Triton's interpreter (TRITON_INTERPRET=1) runs the kernels on CPU tensors, and values, winners
   and gradients must equal a reference built from torch's pooling bit for bit: ties, NaNs, -inf,
   signed zeros, odd sizes, bf16/fp16/fp32, with and without the fused ReLU.
-- Triton's compiler turns every variant into H100 (sm_90) machine code, which the interpreter
-  does not: it catches what only the compiler rejects (types it cannot lower, a helper it cannot
-  inline).
+- Triton's compiler turns every variant into H100 (sm_90) machine code, and the bf16 kernels into
+  that of older and newer GPUs, which the interpreter does not: it catches what only the compiler
+  rejects (types it cannot lower on an architecture, a helper it cannot inline).
 On the GPU itself, test_native_pool_cuda.py compares them with torch's CUDA kernels.
 """
 
@@ -107,33 +107,47 @@ def test_interpreted_backward_takes_a_gradient_in_any_layout(interpreted):
     _assert_same_bits(leaf.grad, _reference(x, grad, relu=False)[1])
 
 
-def _compile_for_h100(kernel, signature: dict[str, str], constexprs: dict[str, object]):
+def _compile(kernel, signature: dict[str, str], constexprs: dict[str, object], capability: int = 90):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     source = ASTSource(kernel, {**signature, **{name: "constexpr" for name in constexprs}}, constexprs=constexprs)
-    return triton.compile(source, target=GPUTarget("cuda", 90, 32))
+    compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32))
+    assert compiled.asm["cubin"] and f".target sm_{capability}" in compiled.asm["ptx"]
 
 
 _SIZES = {name: "i32" for name in ("total", "C", "H", "W", "OH", "OW")}
 _TRITON_TYPES = {torch.bfloat16: "*bf16", torch.float16: "*fp16", torch.float32: "*fp32"}
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-def test_kernels_compile_to_h100_machine_code(dtype, tmp_path, monkeypatch):
-    """Every variant the training path can launch, compiled for sm_90 without a GPU (the compiler
-    and ptxas come with Triton's wheel)."""
+@pytest.fixture
+def compiler(tmp_path, monkeypatch):
     if tuple(int(p) for p in triton.__version__.split(".")[:2]) < (3, 3):
         pytest.skip(f"Triton {triton.__version__}: compile() takes a different signature before 3.3")
     monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path))
+
+
+def _compile_both(dtype: torch.dtype, capability: int, variants=((False, False), (False, True), (True, False),
+                                                                  (True, True))) -> None:
     data = _TRITON_TYPES[dtype]
-    for relu in (False, True):
-        for save in (False, True):
-            compiled = _compile_for_h100(maxpool2x2_cuda._forward_kernel,
-                                         {"x_ptr": data, "y_ptr": data, "pos_ptr": "*u8" if save else data, **_SIZES},
-                                         {"RELU": relu, "SAVE_POS": save, "BLOCK": maxpool2x2_cuda._BLOCK})
-            assert compiled.asm["cubin"] and ".target sm_90" in compiled.asm["ptx"]
-    compiled = _compile_for_h100(maxpool2x2_cuda._backward_kernel,
-                                 {"g_ptr": data, "pos_ptr": "*u8", "gx_ptr": data, **_SIZES},
-                                 {"BLOCK": maxpool2x2_cuda._BLOCK})
-    assert compiled.asm["cubin"] and ".target sm_90" in compiled.asm["ptx"]
+    for relu, save in variants:
+        _compile(maxpool2x2_cuda._forward_kernel,
+                 {"x_ptr": data, "y_ptr": data, "pos_ptr": "*u8" if save else data, **_SIZES},
+                 {"RELU": relu, "SAVE_POS": save, "BLOCK": maxpool2x2_cuda._BLOCK}, capability)
+    _compile(maxpool2x2_cuda._backward_kernel, {"g_ptr": data, "pos_ptr": "*u8", "gx_ptr": data, **_SIZES},
+             {"BLOCK": maxpool2x2_cuda._BLOCK}, capability)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_kernels_compile_to_h100_machine_code(compiler, dtype):
+    """Every variant the training path can launch (with and without the ReLU, with and without
+    winner positions, and the backward), compiled for sm_90 without a GPU (the compiler and ptxas
+    come with Triton's wheel)."""
+    _compile_both(dtype, 90)
+
+
+@pytest.mark.parametrize("capability", [70, 75, 80, 86, 89, 100, 120])
+def test_kernels_compile_for_the_gpus_users_have(compiler, capability):
+    """bf16, what the recipes train in, for V100 (7.0) and T4 (7.5), which have no bf16 conversion
+    instructions (Triton emulates them), A100 (8.0), RTX 30 / 40 (8.6 / 8.9), B200 (10.0) and RTX 50 (12.0)."""
+    _compile_both(torch.bfloat16, capability, variants=((True, True),))
