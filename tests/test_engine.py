@@ -283,9 +283,12 @@ def test_kernel_regularizer_of_real_layers_counts_in_the_loss():
     assert rec.logs[0]["loss"] == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_resume_with_the_real_tensor_batches_and_augmentation(tmp_path):
+@pytest.mark.parametrize("mix", [None, "cutmix"])
+def test_resume_with_the_real_tensor_batches_and_augmentation(tmp_path, mix):
     loader = pytest.importorskip("cnnlab.data.loader")
     augment = pytest.importorskip("cnnlab.data.augment")
+    from cnnlab.data.mix import BatchMix
+
     x, y = tiny_data(160)
     x8 = ((x + 2) * 50).clamp(0, 255).to(torch.uint8)
 
@@ -294,7 +297,8 @@ def test_resume_with_the_real_tensor_batches_and_augmentation(tmp_path):
         model = TinyCNN()
         opt = torch.optim.Adam(model.parameters(), 0.01)
         batches = loader.TensorBatches(x8[:128], y[:128], 16, shuffle=True, seed=0, mean=(0.4,), std=(0.2,),
-                                       augment=augment.Augment(flip=True, translate=1))
+                                       augment=augment.Augment(flip=True, translate=1),
+                                       mix=BatchMix(mix, int(y.max()) + 1) if mix else None)
         return Trainer(model, nn.CrossEntropyLoss(), opt, train_batches=batches, callbacks=callbacks)
 
     straight = trainer()

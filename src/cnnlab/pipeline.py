@@ -24,6 +24,7 @@ import cnnlab
 from cnnlab import runs
 from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
+from cnnlab.data.mix import BatchMix
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import GRAPHING_COMPILE_MODES, TrainConfig
@@ -104,6 +105,11 @@ def _augment(cfg: TrainConfig) -> Augment | None:
     return Augment(**cfg.augment) if cfg.augment else None  # TrainConfig has checked the keys
 
 
+def batch_mix(cfg: TrainConfig, num_classes: int) -> BatchMix | None:
+    """cfg's mixup / CutMix for the training batches, or None."""
+    return BatchMix(cfg.mix, num_classes, cfg.mix_alpha, cfg.mix_prob) if cfg.mix else None
+
+
 def _batches(cfg: TrainConfig, p: Prepared, device: torch.device) -> tuple[TensorBatches, TensorBatches | None]:
     data = p.data
     x_val = y_val = None
@@ -111,7 +117,7 @@ def _batches(cfg: TrainConfig, p: Prepared, device: torch.device) -> tuple[Tenso
         data, x_val, y_val = data.split_validation(cfg.val_split, cfg.seed)
     common = dict(device=device, mean=p.mean, std=p.std, channels_last=cfg.channels_last)
     train = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                          augment=_augment(cfg), **common)
+                          augment=_augment(cfg), mix=batch_mix(cfg, data.num_classes), **common)
     val = None if x_val is None else TensorBatches(x_val, y_val, 1024, shuffle=False, **common)
     return train, val
 

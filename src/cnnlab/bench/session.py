@@ -19,7 +19,7 @@ from cnnlab.data import ImageDataset, TensorBatches
 from cnnlab.data.augment import Augment
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import predict_proba
-from cnnlab.pipeline import make_trainer
+from cnnlab.pipeline import batch_mix, make_trainer
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import Trainer
 from cnnlab.train.fast import configure_device
@@ -145,7 +145,7 @@ def train_in_memory(cfg: TrainConfig, data: ImageDataset, device: torch.device |
     augment = Augment(**cfg.augment) if cfg.augment else None
     train_b = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, drop_last=True,
                             seed=cfg.seed, device=device, mean=data.mean, std=data.std, augment=augment,
-                            channels_last=cfg.channels_last)
+                            channels_last=cfg.channels_last, mix=batch_mix(cfg, data.num_classes))
     session = Session(model)
     trainer = make_trainer(cfg, model, _Synced(train_b, device), callbacks=[_EpochHook(on_epoch, session)],
                            device=device)

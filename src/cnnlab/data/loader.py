@@ -8,10 +8,12 @@ host-to-device copies (airbench's CifarLoader works the same way).
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
+from cnnlab.data.mix import BatchMix
 from cnnlab.errors import ConfigError
 
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -31,7 +33,8 @@ def derive_seed(*parts: int) -> int:
 
 
 class TensorBatches:
-    """Batches of (x normalised (B, C, H, W), y int64 (B,)) from a whole uint8 set on `device`.
+    """Batches of (x normalised (B, C, H, W), y int64 (B,)) from a whole uint8 set on `device`;
+    with `mix`, y is soft targets (B, K) float32 instead.
 
     Args:
         x_uint8: images uint8 (N, C, H, W).
@@ -47,13 +50,15 @@ class TensorBatches:
             epoch e when its fixed random bit (drawn from the seed) differs from e's parity.
         channels_last: hand out batches in channels-last memory format.
         dtype: floating dtype of the normalised batches.
+        mix: optional data.mix.BatchMix (mixup or CutMix), applied to each normalised batch and its
+            labels, with draws from (seed, epoch, batch) like the augmentation's.
     """
 
     def __init__(self, x_uint8: torch.Tensor, y: torch.Tensor, batch_size: int, *,
                  shuffle: bool = True, drop_last: bool = False, seed: int = 0,
                  device: str | torch.device = "cpu", mean: Sequence[float] = (0.0,),
                  std: Sequence[float] = (1.0,), augment: AugmentFn | None = None,
-                 channels_last: bool = False, dtype: torch.dtype = torch.float32):
+                 channels_last: bool = False, dtype: torch.dtype = torch.float32, mix: BatchMix | None = None):
         if x_uint8.dtype != torch.uint8 or x_uint8.dim() != 4:
             raise ConfigError(f"TensorBatches needs uint8 images (N, C, H, W), got "
                               f"{x_uint8.dtype} {tuple(x_uint8.shape)}")
@@ -71,7 +76,7 @@ class TensorBatches:
         self.y = y.to(self.device, torch.int64)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.augment, self.channels_last = seed, augment, channels_last
-        self.dtype = dtype
+        self.dtype, self.mix = dtype, mix
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         # (x / 255 - mean) / std == x * scale + shift, one fused op per batch, shape (1, C, 1, 1)
@@ -138,6 +143,9 @@ class TensorBatches:
                 x = self.augment(x, self._augment_generator(epoch, i), flip_mask=flip)
             elif self.augment is not None:
                 x = self.augment(x, self._augment_generator(epoch, i))
-            yield self.normalise(x), self.y[idx]
+            x, y = self.normalise(x), self.y[idx]
+            if self.mix is not None:  # host-side draws: no wait on the device
+                x, y = self.mix(x, y, random.Random(derive_seed(self.seed, epoch, 3, i)))
+            yield x, y
         # a finished pass moves on, so iterating again without set_epoch reshuffles
         self.epoch = epoch + 1

@@ -87,6 +87,9 @@ class TrainConfig:
                                   "computed from 5,000 training images (airbench; needs 2*C*k*k filters)")
     augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, translate: 2, cutout: 8} (None = off); "
                                     "flip: alternating mirrors each image every other epoch")
+    mix: str | None = _f(None, "mix pairs of training images and their labels: mixup or cutmix (None = off)")
+    mix_alpha: float = _f(1.0, "mix: the mixing ratio is drawn from Beta(mix_alpha, mix_alpha) (CutMix: 1.0)")
+    mix_prob: float = _f(1.0, "mix: the share of batches mixed (CutMix on CIFAR: 0.5)")
     tta: str | None = _f(None, "test-time augmentation at evaluation: flip or flip-translate (None = off)")
     # stopping
     early_stopping_patience: int | None = _f(None, "stop after this many epochs without val_loss improvement")
@@ -140,6 +143,8 @@ class TrainConfig:
                               f"{self.muon_momentum}: airbench94_muon uses 0.24 and 0.6")
         if self.augment is not None:
             _check_augment(self.augment)
+        if self.mix is not None:
+            _check_mix(self.mix, self.mix_alpha, self.mix_prob)
         if self.ema is not None and not 0.0 < self.ema < 1.0:
             raise ConfigError(f"ema is a decay in (0, 1), got {self.ema}: try 0.999")
 
@@ -217,6 +222,13 @@ def _check_augment(values: dict) -> None:
     except TypeError:
         raise ConfigError(f"augment {values!r} has an unknown key: use flip, translate, cutout and padding, "
                           "e.g. {flip: true, translate: 2}") from None
+
+
+def _check_mix(mode: str, alpha: float, prob: float) -> None:
+    """ConfigError now, before any run directory exists, for mix settings BatchMix refuses."""
+    from cnnlab.data.mix import BatchMix  # torch-heavy: imported only when mix is set
+
+    BatchMix(mode, num_classes=2, alpha=alpha, prob=prob)
 
 
 def read_settings(path: str | Path) -> dict[str, Any]:
