@@ -105,6 +105,17 @@ def test_batches_mix_the_same_way_for_a_seed_and_after_a_resume():
         assert torch.equal(xa, xb) and torch.equal(ta, tb)
 
 
+@pytest.mark.parametrize("mode", ["mixup", "cutmix"])
+def test_mixed_batches_keep_the_layout_a_cuda_graph_was_captured_for(mode):
+    """cuda_graph.GraphedModel replays only batches with the captured shape and strides (others run
+    eagerly): a mixed channels-last batch must keep the strides of an unmixed one."""
+    x8 = torch.randint(0, 256, (32, 3, 8, 8), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    y = torch.arange(32) % 10
+    plain = next(iter(TensorBatches(x8, y, 16, channels_last=True)))[0]
+    mixed = next(iter(TensorBatches(x8, y, 16, channels_last=True, mix=BatchMix(mode, 10))))[0]
+    assert mixed.shape == plain.shape and mixed.stride() == plain.stride() and mixed.dtype == plain.dtype
+
+
 def test_mix_settings_are_checked_when_the_config_is_made():
     assert TrainConfig(mix="cutmix", mix_alpha=0.4, mix_prob=0.5).mix == "cutmix"
     with pytest.raises(ConfigError, match="mix must be one of mixup, cutmix, not 'cutmx'"):
