@@ -101,7 +101,8 @@ def prepare(cfg: TrainConfig, on_download: Callable[[int, int], None] | None = N
     return Prepared(model, spec, data, data.mean, data.std)
 
 
-def _augment(cfg: TrainConfig) -> Augment | None:
+def batch_augment(cfg: TrainConfig) -> Augment | None:
+    """cfg's augmentation for the training batches, or None."""
     return Augment(**cfg.augment) if cfg.augment else None  # TrainConfig has checked the keys
 
 
@@ -117,7 +118,7 @@ def _batches(cfg: TrainConfig, p: Prepared, device: torch.device) -> tuple[Tenso
         data, x_val, y_val = data.split_validation(cfg.val_split, cfg.seed)
     common = dict(device=device, mean=p.mean, std=p.std, channels_last=cfg.channels_last)
     train = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                          augment=_augment(cfg), mix=batch_mix(cfg, data.num_classes), **common)
+                          augment=batch_augment(cfg), mix=batch_mix(cfg, data.num_classes), **common)
     val = None if x_val is None else TensorBatches(x_val, y_val, 1024, shuffle=False, **common)
     return train, val
 

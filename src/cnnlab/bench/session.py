@@ -16,10 +16,9 @@ import torch
 from torch import nn
 
 from cnnlab.data import ImageDataset, TensorBatches
-from cnnlab.data.augment import Augment
 from cnnlab.errors import ConfigError
 from cnnlab.evaluate import predict_proba
-from cnnlab.pipeline import batch_mix, make_trainer
+from cnnlab.pipeline import batch_augment, batch_mix, make_trainer
 from cnnlab.train.config import TrainConfig
 from cnnlab.train.engine import Trainer
 from cnnlab.train.fast import configure_device
@@ -142,9 +141,8 @@ def train_in_memory(cfg: TrainConfig, data: ImageDataset, device: torch.device |
     configure_device(device)
     seed_everything(cfg.seed, cfg.deterministic)
     model = build(cfg, data, device)
-    augment = Augment(**cfg.augment) if cfg.augment else None
     train_b = TensorBatches(data.x_train, data.y_train, cfg.batch_size, shuffle=True, drop_last=True,
-                            seed=cfg.seed, device=device, mean=data.mean, std=data.std, augment=augment,
+                            seed=cfg.seed, device=device, mean=data.mean, std=data.std, augment=batch_augment(cfg),
                             channels_last=cfg.channels_last, mix=batch_mix(cfg, data.num_classes))
     session = Session(model)
     trainer = make_trainer(cfg, model, _Synced(train_b, device), callbacks=[_EpochHook(on_epoch, session)],
