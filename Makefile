@@ -23,9 +23,10 @@ $(STAMP): pyproject.toml
 # The test tools, and Triton: tests/test_native_pool_triton.py runs cnnlab's CUDA pooling kernels
 # in Triton's interpreter and compiles them for an H100, on a CPU. 3.5.0 is pinned for repeatable
 # runs and for its size (a 170 MB wheel, 0.6 GB installed; 3.9.0 takes 1.0 GB); the tests pass on
-# 3.9.0 too. A GPU user's torch brings its own Triton, which the [test] extra accepts.
+# 3.9.0 too. A CUDA build of torch brings its own Triton, which is kept (the [test] extra accepts it).
 $(TEST_STAMP): $(STAMP)
-	$(VENV)/bin/python -m pip install -q triton==3.5.0 -e '.[test]'
+	$(VENV)/bin/python -c 'import triton' 2>/dev/null || $(VENV)/bin/python -m pip install -q triton==3.5.0
+	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	touch $(TEST_STAMP)
 
 train: $(STAMP)
