@@ -74,7 +74,7 @@ def test_cpu_epoch_figures(lines, small):
 
 def test_time_to_accuracy_figures(lines):
     r = _by_name(lines)["time-to-accuracy"]
-    assert r["recipe"] == "fast" and r["target"] == 0.91
+    assert r["recipe"] == "fast" and r["target"] == 0.91 and r["seeds"] == [0]
     assert len(r["accuracies_per_run"]) == 1 and len(r["accuracies_per_run"][0]) == 1  # epochs=1
     assert 0 <= r["best_accuracy"] <= 1
     assert all(s > 0 for s in r["epoch_seconds_per_run"][0])
@@ -120,6 +120,22 @@ def test_the_tutorial_model_is_seed_cnn_in_torch_nn():
     assert all(isinstance(m, (nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.Flatten, nn.Linear)) for m in theirs)
     x = torch.randn(4, 1, 28, 28)
     assert torch.allclose(ours(x), theirs(x), atol=1e-6)  # the same function, the same starting weights
+
+
+def test_first_seed_continues_a_series_of_runs(small):
+    """A series too long for one sitting (the best recipe's five seeds on the device tool's 10-minute
+    calls) continues with --first-seed: the same seed gives the same run."""
+    def one(first_seed):
+        return run_bench("cpu", runs=1, which=("time-to-accuracy",), dataset=small, data="fashion-mnist-mini",
+                         threads=1, first_seed=first_seed, epochs=1, batch_size=256)[0]
+
+    both = run_bench("cpu", runs=2, which=("time-to-accuracy",), dataset=small, data="fashion-mnist-mini",
+                     threads=1, epochs=1, batch_size=256)[0]
+    second = one(1)
+    assert both["seeds"] == [0, 1] and second["seeds"] == [1]
+    assert second["accuracies_per_run"] == both["accuracies_per_run"][1:]
+    with pytest.raises(ConfigError, match="first seed must be at least 0, got -1"):
+        run_bench("cpu", first_seed=-1)
 
 
 def test_unknown_bench_and_bad_counts():

@@ -114,9 +114,14 @@ def test_gpu_recipe_path_runs_on_cpu_with_a_tiny_budget():
     lines = []
     out = bench_gpu_recipe(data, torch.device("cpu"), "fast", runs=2, warmup=False, progress=lines.append,
                            epochs=1, batch_size=32)
-    assert len(out["accuracies"]) == 2 and out["min_accuracy"] <= out["mean_accuracy"]
-    assert [line.split(":")[:2] for line in lines] == [["gpu-recipe fast", " run 1/2"], ["gpu-recipe fast", " run 2/2"]]
-    assert re.fullmatch(r"gpu-recipe fast: run 2/2: \d+\.\d\d% in \d+\.\d s", lines[1]), lines[1]
+    assert len(out["accuracies"]) == 2 and out["min_accuracy"] <= out["mean_accuracy"] and out["seeds"] == [0, 1]
+    assert [line.split(":")[:2] for line in lines] == [["gpu-recipe fast", " run 1/2 (seed 0)"],
+                                                       ["gpu-recipe fast", " run 2/2 (seed 1)"]]
+    assert re.fullmatch(r"gpu-recipe fast: run 2/2 \(seed 1\): \d+\.\d\d% in \d+\.\d s", lines[1]), lines[1]
+    # a series continued in a later sitting: seed 1 alone scores what it scored as the second run
+    later = bench_gpu_recipe(data, torch.device("cpu"), "fast", runs=1, warmup=False, first_seed=1,
+                             epochs=1, batch_size=32)
+    assert later["seeds"] == [1] and later["accuracies"] == [out["accuracies"][1]]
     assert len(out["median_epoch_seconds"]) == len(out["slowest_epoch_seconds"]) == 2
     assert all(0 < m <= slowest < s for m, slowest, s in zip(out["median_epoch_seconds"], out["slowest_epoch_seconds"],
                                                               out["seconds_per_run"]))

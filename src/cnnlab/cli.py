@@ -183,6 +183,7 @@ def cmd_bench(args) -> int:
 
     run_bench(device=args.device, runs=args.runs, which=args.which, full=args.full, data_dir=args.data_dir,
               batches=args.batches, threads=args.threads, recipes=args.recipe or ("fast", "best"),
+              first_seed=args.first_seed,
               on_result=lambda row: print(json.dumps(row), flush=True),
               on_progress=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True))
     return 0
@@ -271,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("bench", help="speed measurements as JSON lines")
     p.add_argument("--device", default="auto")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="time-to-accuracy and gpu-recipe run seeds first-seed .. first-seed + runs - 1 "
+                        "(continue a series across sittings)")
     p.add_argument("--which", action="append", choices=["cpu-epoch", "time-to-accuracy", "gpu-recipe"])
     p.add_argument("--full", action="store_true", help="time whole epochs instead of a fixed number of batches")
     p.add_argument("--batches", type=int, default=150, help="batches timed per epoch measurement (without --full)")

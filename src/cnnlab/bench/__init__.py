@@ -37,7 +37,7 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
               on_result: Callable[[dict], None] | None = None, *, full: bool = False, batches: int = 150,
               data: str = "fashion-mnist", dataset=None, threads: int | None = None,
               recipes: Sequence[str] = ("fast", "best"), on_progress: Callable[[str], None] | None = None,
-              **overrides) -> list[dict]:
+              first_seed: int = 0, **overrides) -> list[dict]:
     """Run the chosen measurements; each result goes to on_result as soon as it exists, and all are returned.
 
     Args:
@@ -55,6 +55,8 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
         threads: CPU threads for torch (default: the usable cores).
         recipes: the recipes gpu-recipe measures ("fast", "best").
         on_progress: called with a line after each gpu-recipe run (the CLI prints it to stderr).
+        first_seed: time-to-accuracy and gpu-recipe run seeds first_seed .. first_seed + runs - 1,
+            so a series too long for one sitting can be continued.
         **overrides: TrainConfig fields over the recipes (e.g. epochs=1 for a smoke test).
     """
     from cnnlab.bench.cpu_epoch import bench_cpu_epoch
@@ -71,6 +73,8 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
         raise ConfigError(f"gpu-recipe measures recipes 'fast' and 'best', got {list(recipes)}")
     if runs < 1 or batches < 1:
         raise ConfigError(f"bench runs and batches must be at least 1, got runs={runs}, batches={batches}")
+    if first_seed < 0:
+        raise ConfigError(f"bench's first seed must be at least 0, got {first_seed}: seeds count from 0")
     target = pick_device(device)
     set_cpu_threads(threads)
     dataset, described = (dataset, data) if dataset is not None else _load(data, data_dir)
@@ -87,7 +91,8 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
         cpu = torch.device("cpu")
         emit("cpu-epoch", cpu, bench_cpu_epoch(dataset, runs, None if full else batches, 0 if full else 5), runs)
     if "time-to-accuracy" in which:
-        emit("time-to-accuracy", target, bench_time_to_accuracy(dataset, target, runs, **overrides), runs)
+        emit("time-to-accuracy", target, bench_time_to_accuracy(dataset, target, runs, first_seed=first_seed,
+                                                                 **overrides), runs)
     if "gpu-recipe" in which:
         if target.type != "cuda":
             skipped = {"bench": "gpu-recipe", **environment(target), "runs": 0, "skipped": "no CUDA device"}
@@ -97,5 +102,5 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
         else:
             for recipe in recipes:
                 emit("gpu-recipe", target, bench_gpu_recipe(dataset, target, recipe, runs, progress=on_progress,
-                                                                **overrides), runs)
+                                                                first_seed=first_seed, **overrides), runs)
     return results

@@ -38,8 +38,9 @@ def recipe_run(data: ImageDataset, device: torch.device, recipe: str, seed: int,
 
 
 def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs: int = 5, warmup: bool = True,
-                     progress: Callable[[str], None] | None = None, **overrides) -> dict:
-    """Mean and minimum test accuracy and mean seconds over `runs` seeds (0..runs-1), after a warm-up.
+                     progress: Callable[[str], None] | None = None, first_seed: int = 0, **overrides) -> dict:
+    """Mean and minimum test accuracy and mean seconds over `runs` seeds (first_seed, first_seed + 1,
+    ...), after a warm-up.
 
     Args:
         data: the dataset in memory.
@@ -49,21 +50,24 @@ def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs
         warmup: one untimed epoch first (seed 1000, not among the scored seeds): cuDNN's autotuning
             and the allocator's first allocations stay out of the timed runs.
         progress: called with one line per finished run (the best recipe takes minutes a seed).
+        first_seed: the first seed; a later call with first_seed = runs continues the series (the
+            best recipe's five seeds take ~23 minutes on an H100, more than one device call allows).
         **overrides: TrainConfig fields over the recipe (e.g. epochs=1 for a smoke test).
     """
     data = to_device(data, device)  # before any clock starts
     if warmup:
         recipe_run(data, device, recipe, 1000, **{**overrides, "epochs": 1, "warmup_epochs": 0.0})
+    seeds = list(range(first_seed, first_seed + runs))
     results = []
-    for seed in range(runs):
+    for i, seed in enumerate(seeds):
         results.append(recipe_run(data, device, recipe, seed, **overrides))
         if progress is not None:
             accuracy, seconds, _ = results[-1]
-            progress(f"gpu-recipe {recipe}: run {seed + 1}/{runs}: {accuracy:.2%} in {seconds:.1f} s")
+            progress(f"gpu-recipe {recipe}: run {i + 1}/{runs} (seed {seed}): {accuracy:.2%} in {seconds:.1f} s")
     accs, secs, epochs = zip(*results)
     target_acc, target_s = TARGETS.get(recipe, (None, None))
     return {
-        "recipe": recipe, "tta": recipe_tta(data.name, recipe, device),
+        "recipe": recipe, "tta": recipe_tta(data.name, recipe, device), "seeds": seeds,
         "mean_accuracy": round(statistics.fmean(accs), 5), "min_accuracy": round(min(accs), 5),
         "mean_seconds": round(statistics.fmean(secs), 3),
         "accuracies": [round(a, 5) for a in accs], "seconds_per_run": [round(s, 3) for s in secs],

@@ -47,12 +47,14 @@ def time_to_accuracy(data: ImageDataset, device: torch.device, *, recipe: str = 
 
 
 def bench_time_to_accuracy(data: ImageDataset, device: torch.device, runs: int = 1, recipe: str = "fast",
-                           target: float = TARGET, **overrides) -> dict:
-    """`runs` seeds of time_to_accuracy, summarised: median seconds over the runs that reached the target."""
-    results = [time_to_accuracy(data, device, recipe=recipe, seed=s, target=target, **overrides) for s in range(runs)]
+                           target: float = TARGET, first_seed: int = 0, **overrides) -> dict:
+    """`runs` seeds (first_seed, first_seed + 1, ...) of time_to_accuracy, summarised: median seconds
+    over the runs that reached the target."""
+    seeds = list(range(first_seed, first_seed + runs))
+    results = [time_to_accuracy(data, device, recipe=recipe, seed=s, target=target, **overrides) for s in seeds]
     hit = [r["seconds"] for r in results if r["seconds"] is not None]
     return {
-        "recipe": recipe, "target": target, "reached": len(hit),
+        "recipe": recipe, "target": target, "seeds": seeds, "reached": len(hit),
         "seconds": round(statistics.median(hit), 3) if hit else None,  # median over runs that reached it
         "seconds_per_run": [None if r["seconds"] is None else round(r["seconds"], 3) for r in results],
         "epochs_per_run": [r["epoch"] for r in results],
