@@ -125,13 +125,10 @@ def test_the_tutorial_model_is_seed_cnn_in_torch_nn():
 def test_first_seed_continues_a_series_of_runs(small):
     """A series too long for one sitting (the best recipe's five seeds on the device tool's 10-minute
     calls) continues with --first-seed: the same seed gives the same run."""
-    def one(first_seed):
-        return run_bench("cpu", runs=1, which=("time-to-accuracy",), dataset=small, data="fashion-mnist-mini",
-                         threads=1, first_seed=first_seed, epochs=1, batch_size=256)[0]
-
     both = run_bench("cpu", runs=2, which=("time-to-accuracy",), dataset=small, data="fashion-mnist-mini",
                      threads=1, epochs=1, batch_size=256)[0]
-    second = one(1)
+    second = run_bench("cpu", runs=1, which=("time-to-accuracy",), dataset=small, data="fashion-mnist-mini",
+                       threads=1, first_seed=1, epochs=1, batch_size=256)[0]
     assert both["seeds"] == [0, 1] and second["seeds"] == [1]
     assert second["accuracies_per_run"] == both["accuracies_per_run"][1:]
     with pytest.raises(ConfigError, match="first seed must be at least 0, got -1"):
