@@ -47,8 +47,9 @@ def bench_gpu_recipe(data: ImageDataset, device: torch.device, recipe: str, runs
         device: a CUDA device for the published figure (the code runs anywhere).
         recipe: "fast" or "best".
         runs: seeds.
-        warmup: one untimed epoch first (seed 1000, not among the scored seeds): cuDNN's autotuning
-            and the allocator's first allocations stay out of the timed runs.
+        warmup: one untimed, unscored epoch first (seed 1000): cuDNN's autotuning, the allocator's
+            first allocations and any compilation stay out of the timed runs. Every run seeds
+            everything afresh, so a scored seed 1000 later in the series trains as it would alone.
         progress: called with one line per finished run (the best recipe takes minutes a seed).
         first_seed: the first seed; a later call with first_seed = runs continues the series (the
             best recipe's five seeds take ~23 minutes on an H100, more than one device call allows).
