@@ -144,6 +144,19 @@ def test_unknown_bench_and_bad_counts():
         run_bench("cpu", which=("gpu-recipe",), recipes=("fastest",))
 
 
+def test_which_and_recipe_flags_take_repeats_and_comma_lists(capsys):
+    from cnnlab.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "--which", "cpu-epoch, gpu-recipe", "--which", "time-to-accuracy",
+                                      "--recipe", "best"])
+    assert args.which == ["cpu-epoch", "gpu-recipe", "time-to-accuracy"] and args.recipe == ["best"]
+    assert build_parser().parse_args(["bench"]).which is None  # run_bench's default: all three
+    with pytest.raises(SystemExit) as stop:
+        build_parser().parse_args(["bench", "--which", "cpu-epoch,gpu"])
+    assert stop.value.code == 2
+    assert "'gpu' is not one of cpu-epoch, time-to-accuracy, gpu-recipe" in capsys.readouterr().err
+
+
 def test_missing_full_set_falls_back_to_mini_and_says_so(monkeypatch):
     import cnnlab.data
     from cnnlab.bench import _load

@@ -38,6 +38,20 @@ def _yaml_value(text: str):
         raise argparse.ArgumentTypeError(f"'{text}' is not a YAML value, e.g. '{{flip: true, translate: 2}}'")
 
 
+def _choices(*allowed: str):
+    """An argparse type for a repeatable flag that also takes a comma-separated list:
+    'cpu-epoch,gpu-recipe' -> ['cpu-epoch', 'gpu-recipe'] (use with action='extend')."""
+
+    def parse(text: str) -> list[str]:
+        names = [t.strip() for t in text.split(",") if t.strip()]
+        bad = [t for t in names if t not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"'{bad[0] if bad else text}' is not one of {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
 def add_train_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (defaults None, so only flags given override a --config file)."""
     from cnnlab.train.config import TrainConfig
@@ -275,12 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0,
                    help="time-to-accuracy and gpu-recipe run seeds first-seed .. first-seed + runs - 1 "
                         "(continue a series across sittings)")
-    p.add_argument("--which", action="append", choices=["cpu-epoch", "time-to-accuracy", "gpu-recipe"])
+    p.add_argument("--which", action="extend", type=_choices("cpu-epoch", "time-to-accuracy", "gpu-recipe"),
+                   help="which measurements: cpu-epoch, time-to-accuracy, gpu-recipe (repeatable or "
+                        "comma-separated; default all)")
     p.add_argument("--full", action="store_true", help="time whole epochs instead of a fixed number of batches")
     p.add_argument("--batches", type=int, default=150, help="batches timed per epoch measurement (without --full)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per usable core)")
-    p.add_argument("--recipe", action="append", choices=["fast", "best"],
-                   help="gpu-recipe: which recipe to measure (repeatable; default both)")
+    p.add_argument("--recipe", action="extend", type=_choices("fast", "best"),
+                   help="gpu-recipe: which recipe to measure, fast or best (repeatable or comma-separated; "
+                        "default both)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_bench)
     return parser
