@@ -67,6 +67,9 @@ def test_cpu_epoch_figures(lines, small):
     assert math.isclose(r["ratio_fast"], r["cnnlab_fast_s_per_epoch"] / r["plain_s_per_epoch"], rel_tol=2e-3)
     assert math.isclose(r["ratio_fp32"], r["cnnlab_fp32_s_per_epoch"] / r["plain_s_per_epoch"], rel_tol=2e-3)
     assert set(r["samples_s_per_epoch"]) == {"plain", "cnnlab_fp32", "cnnlab_fast"}
+    rounds = r["samples_s_per_epoch"]
+    assert r["ratio_fast_per_round"] == pytest.approx(
+        [f / p for f, p in zip(rounds["cnnlab_fast"], rounds["plain"])], rel=2e-3)
     assert r["fast_setting"]["precision"] in ("fp32", "bf16")
     assert r["native_kernels"] is (MAXPOOL_KERNEL.get() is not None)
     assert ("native_kernels_off" in r) is not r["native_kernels"]

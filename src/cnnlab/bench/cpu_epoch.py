@@ -146,4 +146,8 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
         "ratio_fp32": _sig(median["cnnlab_fp32"] / median["plain"]),  # cnnlab fp32 / plain
         "ratio_fast": _sig(median["cnnlab_fast"] / median["plain"]),  # cnnlab fast / plain (target <= 0.45)
         "samples_s_per_epoch": {k: [_sig(s) for s in v] for k, v in samples.items()},
+        # fast / plain within each round: the two ran seconds apart, so a slow spell of a shared
+        # machine that spans a round cancels out here, while the medians above may take their two
+        # figures from rounds in different states
+        "ratio_fast_per_round": [_sig(f / p) for f, p in zip(samples["cnnlab_fast"], samples["plain"])],
     }
