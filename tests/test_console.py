@@ -42,6 +42,24 @@ def test_bar_mode_writes_the_epoch_line_and_quiet_writes_nothing():
     assert silent.getvalue() == ""
 
 
+def test_the_trainers_total_and_its_reason_to_stop_early_are_shown():
+    """A resumed run's Progress is made before the run's total is known: the Trainer's wins; a
+    callback's stop_reason (early stopping) is said once training ends."""
+    out = io.StringIO()
+    progress = Progress(epochs=0, stream=out)
+    trainer = FakeTrainer()
+    trainer.stop_reason = "early stopping: val_loss has not improved for 2 epochs (best 0.4000 at epoch 1)"
+    progress.on_train_begin(trainer, {"epochs": 30, "start_epoch": 3})
+    progress.on_epoch_end(trainer, {**EPOCH, "epoch": 3})
+    progress.on_train_end(trainer, {"epochs_done": 3})
+    assert out.getvalue().splitlines() == [
+        "epoch 3/30  loss 0.5123  acc 0.8100  val_loss 0.4000  val_acc 0.8500  lr 1.00e-03  3.2s",
+        "stopped after epoch 3 of 30: early stopping: val_loss has not improved for 2 epochs (best 0.4000 at epoch 1)"]
+    trainer.stop_reason = None
+    progress.on_train_end(trainer, {"epochs_done": 30})  # ran its course: nothing more to say
+    assert len(out.getvalue().splitlines()) == 2
+
+
 def test_epoch_line_skips_missing_validation():
     line = _format_epoch_line({**EPOCH, "val_loss": None, "val_acc": float("nan")}, 5)
     assert "val" not in line and line.startswith("epoch 1/5")

@@ -230,6 +230,10 @@ def test_early_stopping_in_trainer_with_a_frozen_model():
     t = make_trainer(lr=0.0, schedule=None, callbacks=[es])  # lr 0: val_loss never improves after epoch 1
     t.fit(10)
     assert len(t.history.rows) == 3 and es.stopped_epoch == 3 and es.best_epoch == 1
+    assert t.stop_reason.startswith("early stopping: val_loss has not improved for 2 epochs (best ")
+    assert t.stop_reason.endswith("at epoch 1); the weights of epoch 1 are kept")
+    t.fit(3)  # a later fit starts without the old reason
+    assert t.stop_reason is None
 
 
 def test_early_stopping_without_validation_is_a_config_error():

@@ -64,6 +64,25 @@ def test_resume_without_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "config.json"]
 
 
+def test_resuming_a_finished_run_changes_nothing_unless_asked_for_more_epochs(tmp_path, caplog):
+    """A run stopped by early stopping is finished: --resume returns it as it is (no epoch trained,
+    no file rewritten) and says how to train further; --epochs above what it trained continues it."""
+    # no improvement counts unless val_loss falls by 100: it stops after epoch 2
+    cfg = TrainConfig(epochs=30, batch_size=256, early_stopping_patience=1, min_delta=100.0, out=str(tmp_path))
+    first = pipeline.train(cfg)
+    assert len(first.history.rows) == 2
+    files = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.run_dir.iterdir() if p.is_file()}
+    with caplog.at_level("WARNING", logger="cnnlab.pipeline"):
+        again = pipeline.resume(first.run_dir)
+    assert "already finished (2 epochs, stopped early at epoch 2 of 30)" in caplog.text
+    assert "--epochs N with N above 2" in caplog.text
+    assert again.metrics == first.metrics and len(again.history.rows) == 2
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in first.run_dir.iterdir() if p.is_file()} == files
+    more = pipeline.resume(first.run_dir, epochs=3)
+    assert [r["epoch"] for r in more.history.rows] == [1, 2, 3]
+    assert json.loads((first.run_dir / "config.json").read_text())["epochs"] == 3
+
+
 def test_same_seed_twice_gives_identical_weights(tmp_path):
     one = cnnlab.train_run(**SMALL, out=str(tmp_path / "a"), verbose=False)
     two = cnnlab.train_run(**SMALL, out=str(tmp_path / "b"), verbose=False)

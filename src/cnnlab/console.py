@@ -30,7 +30,8 @@ class Progress:
     """Trainer callback showing batches, running loss and accuracy, and a line per epoch.
 
     Args:
-        epochs: total epochs, for the "epoch 3/10" label.
+        epochs: total epochs, for the "epoch 3/10" label (the Trainer's own total replaces it when
+            training begins, so a resumed run shows the right one).
         stream: where to write (stderr by default, so stdout stays clean for results).
         bar: force the live bar on or off; by default on when ``stream`` is a terminal.
         quiet: write nothing at all.
@@ -53,7 +54,7 @@ class Progress:
             self.stream.flush()
 
     def on_train_begin(self, trainer, logs=None) -> None:
-        pass
+        self.epochs = (logs or {}).get("epochs") or self.epochs
 
     def on_epoch_begin(self, trainer, logs=None) -> None:
         if self.quiet or not self.bar:
@@ -88,6 +89,10 @@ class Progress:
         if self._tqdm is not None:
             self._tqdm.close()
             self._tqdm = None
+        reason = getattr(trainer, "stop_reason", None)
+        if reason and not self.quiet:
+            done = (logs or {}).get("epochs_done", getattr(trainer, "epoch", 0))
+            self._write(f"stopped after epoch {done} of {self.epochs}: {reason}")
 
 
 def download_bar(label: str, quiet: bool = False, stream: TextIO | None = None):

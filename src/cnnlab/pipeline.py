@@ -236,6 +236,9 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
 def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None) -> TrainResult:
     """Continue an interrupted run exactly where its checkpoint left it.
 
+    A run that already finished (its epochs, or stopped by early stopping) is returned as it is,
+    with a logged warning and no file touched, unless `epochs` asks for more than it trained.
+
     Args:
         run_dir: the run directory holding config.json and checkpoint.pt.
         callbacks: extra trainer callbacks, e.g. console.Progress.
@@ -247,10 +250,16 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
     saved = runs.read_config(run_dir)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}, source=str(run_dir / "config.json"))
+    state = load_checkpoint(run_dir / "checkpoint.pt")
+    done = state["epoch"]
+    if runs.is_complete(run_dir) and (epochs is None or epochs <= done):
+        how = "all its epochs" if done >= cfg.epochs else f"stopped early at epoch {done} of {cfg.epochs}"
+        log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N above %d "
+                    "to train it further", run_dir, done, how, done)
+        return TrainResult(run_dir, History(state["history"]), runs.read_json(run_dir / "metrics.json"))
     if epochs is not None:
         cfg = cfg.replace(epochs=epochs)
         runs.write_json(run_dir / "config.json", {**saved, "epochs": epochs})
-    state = load_checkpoint(run_dir / "checkpoint.pt")
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg)
     runs.mark_incomplete(run_dir)

@@ -96,6 +96,10 @@ class EarlyStopping(_Monitor):
         elif self.wait >= self.patience:
             self.stopped_epoch = logs["epoch"]
             trainer.stop_training = True
+            kept = f"; the weights of epoch {self.best_epoch} are kept" if self.restore_best and self.best_epoch else ""
+            trainer.stop_reason = (f"early stopping: {self.monitor} has not improved for {self.wait} "
+                                   f"epoch{'s' if self.wait != 1 else ''} (best {self.best:.4f} at epoch "
+                                   f"{self.best_epoch}){kept}")
 
     def on_train_end(self, trainer: Any, logs: dict) -> None:
         if self.restore_best and self.best_state is not None and self.best_epoch != trainer.epoch:

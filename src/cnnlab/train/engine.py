@@ -121,6 +121,7 @@ class Trainer:
         self.epochs = 0  # the target of the current fit()
         self.history = History()
         self.stop_training = False
+        self.stop_reason: str | None = None  # why a callback set stop_training, for the progress output
         self._partial = _new_partial()
         self._interrupt = False
 
@@ -131,7 +132,7 @@ class Trainer:
         Raises TrainingError on a NaN/Inf loss (before that step's update on the CPU; see sync_every) and
         TrainingInterrupted after Ctrl-C (once the current step is done and the state saved).
         """
-        self.epochs, self.stop_training, self._interrupt = epochs, False, False
+        self.epochs, self.stop_training, self.stop_reason, self._interrupt = epochs, False, None, False
         old_handler = self._install_sigint()
         try:
             self._call("on_train_begin", {"epochs": epochs, "start_epoch": self.epoch + 1})
