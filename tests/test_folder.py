@@ -92,6 +92,20 @@ def test_file_that_is_not_an_image(tmp_path):
         load_folder(root)
 
 
+def test_files_that_are_not_images_by_name_are_skipped_and_counted(tmp_path, caplog):
+    root = _tree(tmp_path / "d")
+    (root / "dog" / "notes.txt").write_text("taken on a sunny day")
+    (root / "cat" / "Thumbs.db").write_bytes(b"\0\1junk")
+    with caplog.at_level("WARNING", logger="cnnlab.data.folder"):
+        ds = load_folder(root)
+    assert len(ds.x_train) + len(ds.x_test) == 15
+    assert "skipped 2 files whose extension is no image format (e.g. " in caplog.text
+    (root / "fox").mkdir()
+    (root / "fox" / "readme.md").write_text("fox pictures to come")  # nothing to learn a fox from
+    with pytest.raises(DataFormatError, match=f"class folder {root / 'fox'} holds no images"):
+        load_folder(root)
+
+
 def test_truncated_image(tmp_path):
     root = _tree(tmp_path / "d", size=(64, 64))
     _save(root / "dog" / "big.jpg", "RGB", (64, 64), fmt="JPEG")

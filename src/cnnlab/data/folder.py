@@ -4,12 +4,15 @@
     PATH/train/cat/..., PATH/test/cat/...              -> the given split (same classes in both)
 
 Class names are the subfolder names, sorted; hidden files and folders (a leading dot) are
-ignored. Images of any mode and size are converted to one channel count (grey if every image
-is grey, else RGB) and one size (the most common one, unless given).
+ignored, and so are files whose extension names no image format PIL reads (notes.txt, Thumbs.db:
+Keras skips them too), with one warning that counts them. A file with an image's extension, or
+with none, must be an image. Images of any mode and size are converted to one channel count
+(grey if every image is grey, else RGB) and one size (the most common one, unless given).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from pathlib import Path
@@ -20,11 +23,18 @@ from PIL import Image, UnidentifiedImageError
 from cnnlab.data.dataset import ImageDataset, stratified_split
 from cnnlab.errors import ConfigError, DataFormatError
 
+log = logging.getLogger(__name__)
+
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # PIL modes without colour
 
 
 def _visible(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def _may_be_image(path: Path) -> bool:
+    """A file whose extension names an image format PIL reads (.png, .jpg, .webp, ...), or that has none."""
+    return path.is_file() and (not path.suffix or path.suffix.lower() in Image.registered_extensions())
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -34,19 +44,25 @@ def _class_folders(root: Path) -> list[Path]:
         raise DataFormatError(f"{root} has no class folders; put each class's images in its "
                               f"own subfolder, e.g. {root}/cat/1.png and {root}/dog/2.png")
     for folder in classes:
-        if not any(p.is_file() for p in _visible(folder)):
+        if not any(_may_be_image(p) for p in _visible(folder)):
             raise DataFormatError(f"class folder {folder} holds no images; add images to it "
                                   "or remove it")
     return classes
 
 
 def _files(class_folders: list[Path]) -> tuple[list[Path], list[int]]:
-    paths, labels = [], []
+    """The image files of each class folder and their labels; other files are skipped, said once."""
+    paths, labels, skipped = [], [], []
     for label, folder in enumerate(class_folders):
         for p in _visible(folder):
-            if p.is_file():
+            if _may_be_image(p):
                 paths.append(p)
                 labels.append(label)
+            elif p.is_file():
+                skipped.append(p)
+    if skipped:
+        log.warning("skipped %d file%s whose extension is no image format (e.g. %s)", len(skipped),
+                    "" if len(skipped) == 1 else "s", skipped[0])
     return paths, labels
 
 
