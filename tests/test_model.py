@@ -72,6 +72,23 @@ def test_lecture_004_model_matches_keras():
     assert n_params(model) == 288_266
 
 
+def test_keras_layer_names_import_as_the_same_classes():
+    """Every Keras name model files accept (base.ALIASES) imports from cnnlab.layers as that class,
+    so lecture code with MaxPooling2D / BatchNormalization runs unchanged."""
+    import cnnlab.layers as layers
+    from cnnlab.layers.base import ALIASES, LAYERS
+
+    layer_aliases = {a: n for a, n in ALIASES.items() if LAYERS[n].__module__.startswith("cnnlab.layers.")}
+    assert len(layer_aliases) >= 11  # the rest is "Model", which names cnnlab.Sequential in configs
+    for alias, name in layer_aliases.items():
+        assert getattr(layers, alias) is LAYERS[name], alias
+        assert alias in layers.__all__, alias
+    model = Sequential([layers.Convolution2D(8, 3, padding="same", activation="relu"), layers.BatchNormalization(),
+                        layers.MaxPooling2D(2), layers.GlobalAveragePooling2D(), Dense(10)], input_shape=(1, 28, 28))
+    assert [type(layer).__name__ for layer in model] == ["Conv2D", "BatchNorm", "MaxPool2D", "GlobalAvgPool2D",
+                                                         "Dense"]
+
+
 def test_five_valid_convolutions_fail_at_build_with_one_sentence():
     layers = []
     for filters in (8, 16, 32, 64, 64):
