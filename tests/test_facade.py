@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -59,13 +61,51 @@ def test_one_hot_labels_and_numpy_inputs_as_the_lecture_writes_them(data):
     assert len(history.history["loss"]) == 2 and history.history["accuracy"][-1] > 0.3
 
 
-def test_a_second_fit_continues_counting_epochs(data):
+def test_a_second_fit_trains_that_many_more_epochs_as_keras_does(data):
+    """Keras: each fit() trains epochs - initial_epoch epochs (initial_epoch defaults to 0) and
+    returns that call's History; cnnlab numbers the epochs on across calls."""
     x, y, _, _ = data
     model = small_model()
     model.compile()
-    model.fit(x, y, epochs=1, verbose=0)
-    history = model.fit(x, y, epochs=2, verbose=0)
-    assert history.epoch == [1, 2]
+    first = model.fit(x, y, epochs=1, verbose=0)
+    second = model.fit(x, y, epochs=2, verbose=0)
+    assert first.epoch == [1] and second.epoch == [2, 3] and len(second.history["loss"]) == 2
+    third = model.fit(x, y, epochs=5, initial_epoch=4, verbose=0)  # Keras' way to continue a count
+    assert third.epoch == [4]
+    assert model.fit(x, y, epochs=3, initial_epoch=3, verbose=0).epoch == []  # nothing left to train
+    with pytest.raises(ConfigError, match="initial_epoch <= epochs"):
+        model.fit(x, y, epochs=1, initial_epoch=2, verbose=0)
+
+
+def lecture_model(final_activation) -> cnnlab.Sequential:
+    """small_model's layers and initial weights, its last Dense ending as the lectures end it (softmax) or not."""
+    torch.manual_seed(0)
+    return cnnlab.Sequential([
+        Conv2D(8, 3, padding="same", activation="relu"), MaxPool2D(2),
+        Flatten(), Dense(32, activation="relu"), Dense(10, activation=final_activation),
+    ], input_shape=(1, 28, 28))
+
+
+def test_a_model_ending_in_softmax_trains_as_keras_trains_it(data):
+    """The lectures end in Dense(10, activation='softmax') with Keras' from_logits=False loss: the
+    loss is the log of those probabilities, so the model trains exactly as the same model with
+    logits does (same start, same steps), where a second softmax would squash its outputs."""
+    x, y, x_test, y_test = data
+    runs = {}
+    for activation in ("softmax", None):
+        model = lecture_model(activation)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        history = model.fit(x[:640], y[:640], epochs=1, batch_size=64, verbose=0)
+        runs[activation] = (model, history.history["loss"][0], model.evaluate(x_test, y_test), model.predict(x_test))
+    (soft, soft_loss, soft_eval, soft_probs), (logit, logit_loss, logit_eval, logit_probs) = runs["softmax"], runs[None]
+    assert soft_loss == pytest.approx(logit_loss, rel=1e-4)
+    assert soft_eval == pytest.approx(logit_eval, rel=1e-4)
+    np.testing.assert_allclose(soft_probs, logit_probs, atol=1e-4)
+    soft.eval()
+    with torch.no_grad():  # predict gives the model's own probabilities, not a softmax of them
+        np.testing.assert_allclose(soft_probs, soft(x_test.float() / 255).numpy(), atol=1e-6)
+    # a softmax of probabilities (values in [0, 1]) can never exceed e / (e + 9) = 0.232
+    assert soft_probs.max() > math.e / (math.e + 9)
 
 
 def test_mistakes_get_one_clear_sentence(data):

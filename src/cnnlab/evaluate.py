@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from cnnlab.atomic import write_text
 from cnnlab.errors import ConfigError, DataFormatError
+from cnnlab.outputs import as_logits, ends_in_softmax
 
 TTA_MODES = (None, "flip", "flip-translate")
 # pixels of the translate views: airbench94's 1 (its infer_mirror_translate). On two fastnet-large
@@ -71,12 +72,13 @@ def predict_log_proba(model, batches: Iterable, device=None, *, tta: str | None 
     device = torch.device(device) if device is not None else _model_device(model)
     was_training = model.training
     model.eval()
+    softmax = ends_in_softmax(model)
     outs, ys = [], []
     try:
         with torch.inference_mode():
             for x, y in batches:
                 x = x.to(device, non_blocking=True)
-                logps = [F.log_softmax(model(v).float(), dim=1) for v in _views(x, tta)]
+                logps = [F.log_softmax(as_logits(model(v), softmax).float(), dim=1) for v in _views(x, tta)]
                 # mean of probabilities in log space: logsumexp(log p_i) - log n
                 logp = torch.logsumexp(torch.stack(logps), 0) - torch.log(
                     torch.tensor(float(len(logps)), device=logps[0].device))

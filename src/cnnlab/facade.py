@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.outputs import as_logits, ends_in_softmax
 
-# Keras loss names -> what the model's logits are compared with. The model outputs logits, so
-# Keras's softmax + crossentropy is torch's CrossEntropyLoss, which takes indices or probabilities.
+# Keras loss names -> what the model's output is compared with: torch's CrossEntropyLoss, which takes
+# indices or probabilities as targets. A model ending in softmax (from_logits=False in Keras) has its
+# probabilities handed to it as log-probabilities by the Trainer (cnnlab/outputs.py).
 _LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "crossentropy")
 
 
@@ -108,12 +110,15 @@ class KerasFacade:
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data: tuple | None = None,
             validation_split: float = 0.0, verbose: int = 1, callbacks: Sequence[Any] = (), shuffle: bool = True,
-            seed: int = 0):
-        """Train as Keras's model.fit; returns a History whose .history has loss, accuracy, val_* lists.
+            seed: int = 0, initial_epoch: int = 0):
+        """Train as Keras's model.fit; returns a History of this call's epochs, whose .history has
+        loss, accuracy, val_* lists.
 
         Args:
             x, y: images (N, C, H, W) and labels; see the module docstring for accepted types.
-            epochs: total epochs (a second fit() continues counting, as in Keras).
+            epochs: as in Keras, the epoch to train up to, counted from initial_epoch: each call
+                trains epochs - initial_epoch more epochs (a second fit(epochs=2) trains 2 more),
+                with the same optimizer state. Epochs are numbered on across calls.
             batch_size: images per step.
             validation_data: (x_val, y_val), or None.
             validation_split: the last fraction of x/y held out for validation (Keras takes the tail, unshuffled).
@@ -121,11 +126,17 @@ class KerasFacade:
             callbacks: extra trainer callbacks (cnnlab.train.callbacks.EarlyStopping, ...).
             shuffle: reshuffle the training set each epoch.
             seed: the data order.
+            initial_epoch: as in Keras, the epoch this call counts from (0 <= initial_epoch <= epochs).
         """
         from cnnlab.console import Progress
         from cnnlab.train.engine import Trainer
 
+        from cnnlab.train.engine import History
+
         self._need_compile("fit")
+        if not 0 <= initial_epoch <= epochs:
+            raise ConfigError(f"fit needs 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch} and "
+                              f"epochs={epochs}: epochs is the epoch to train up to, as in Keras")
         x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
         if validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
@@ -144,7 +155,9 @@ class KerasFacade:
         else:  # a further fit() continues: same optimizer state, new data and callbacks
             self._trainer.train_batches, self._trainer.val_batches = train_b, val_b
             self._trainer.callbacks = [*callbacks, *extra]
-        return self._trainer.fit(epochs)
+        done = self._trainer.epoch
+        self._trainer.fit(done + epochs - initial_epoch)
+        return History(self._trainer.history.rows[done:])
 
     def evaluate(self, x, y, batch_size: int = 1024) -> tuple[float, float]:
         """(loss, accuracy) on (x, y), as Keras's model.evaluate with metrics=['accuracy']."""
@@ -157,14 +170,16 @@ class KerasFacade:
         return trainer.evaluate(batches)
 
     def predict(self, x, batch_size: int = 1024) -> np.ndarray:
-        """Class probabilities (N, K) as a NumPy array (softmax of the logits), as Keras's model.predict."""
+        """Class probabilities (N, K) as a NumPy array, as Keras's model.predict: the softmax of the
+        logits, or the model's own output when it ends in softmax."""
         device = getattr(self, "_device", None) or next(self.parameters()).device
         x = _as_tensor(x, "x")
+        softmax = ends_in_softmax(self)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                out = [torch.softmax(self(x[i:i + batch_size].to(device)).float(), 1).cpu()
+                out = [torch.softmax(as_logits(self(x[i:i + batch_size].to(device)), softmax).float(), 1).cpu()
                        for i in range(0, len(x), batch_size)]
         finally:
             self.train(was_training)

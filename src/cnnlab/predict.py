@@ -11,6 +11,7 @@ from cnnlab import runs
 from cnnlab.data import load_dataset
 from cnnlab.data.folder import load_image
 from cnnlab.errors import ConfigError
+from cnnlab.outputs import as_logits, ends_in_softmax
 
 
 def run_dataset(run: runs.Run, data: str | None, data_dir: str | None,
@@ -90,7 +91,8 @@ def predict_images(run_dir: str | Path, paths: Sequence[str | Path], *, top_k: i
     mean = torch.tensor(run.mean).view(1, -1, 1, 1)
     std = torch.tensor(run.std).view(1, -1, 1, 1)
     with torch.inference_mode():
-        probs = torch.softmax(run.model((images.float() / 255 - mean) / std), dim=1)
+        out = run.model((images.float() / 255 - mean) / std)
+        probs = torch.softmax(as_logits(out, ends_in_softmax(run.model)), dim=1)
     k = min(top_k, probs.shape[1])
     values, indices = probs.topk(k, dim=1)
     return [(str(path), [(run.classes[i], float(v)) for v, i in zip(vs.tolist(), ix.tolist())])

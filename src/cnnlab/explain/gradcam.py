@@ -3,7 +3,9 @@
 Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
 Localization" (arXiv:1610.02391): for the target layer's activations A (K, h, w) and the class
 score y_c (the logit, before softmax), the weights are alpha_k = mean_ij dy_c/dA_kij, and the map
-is ReLU(sum_k alpha_k A_k), upsampled to the input size.
+is ReLU(sum_k alpha_k A_k), upsampled to the input size. For a model that ends in softmax (the
+lectures' Keras models) the logits are out of reach, and the score is log p_c, which differs from
+y_c by log sum_j exp(y_j), a term shared by all classes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.outputs import as_logits, ends_in_softmax
 from cnnlab.explain.figures import house_style, new_figure, show_image, to_display
 from cnnlab.explain.maps import _as_batch, conv_layers, resolve_conv
 
@@ -57,7 +60,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
     activations get a gradient); its mode and flags are restored afterwards.
 
     Args:
-        model: any classifier returning logits (1, K).
+        model: any classifier returning logits (1, K), or probabilities if it ends in softmax.
         x: one normalised image (C, H, W) or (1, C, H, W) on the model's device.
         target_layer: a module path from named_modules() whose output is (1, C, h, w); default the
             last convolution (for a cnnlab Conv2D, its activation map).
@@ -85,7 +88,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
         for p, _ in flags:
             p.requires_grad_(False)
         with torch.enable_grad():
-            logits = model(x)
+            logits = as_logits(model(x), ends_in_softmax(model))  # a softmax model: log-probabilities
             if not grabbed or grabbed[0].dim() != 4:
                 raise ConfigError(f"Layer {target_layer!r} gave no (1, C, h, w) output for "
                                   "Grad-CAM; pick a convolutional layer.")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError, ConfigError, TrainingError
+from cnnlab.outputs import as_logits, ends_in_softmax
 from cnnlab.train.regularize import ModelEMA, regularization_loss, regularizing_modules
 from cnnlab.train.reproduce import pick_device, rng_state, seed_everything, set_rng_state  # noqa: F401 (re-exported)
 
@@ -82,7 +83,9 @@ class Trainer:
                  mark_graph_steps: bool = False) -> None:
         """Args:
             model: already on `device`; the trainer never inspects it beyond calling it.
-            loss_fn: (logits (B, K), y) -> mean loss, e.g. nn.CrossEntropyLoss(label_smoothing=0.1).
+            loss_fn: (logits (B, K), y) -> mean loss, e.g. nn.CrossEntropyLoss(label_smoothing=0.1). A
+                model that ends in softmax (the lectures' Keras models) has its probabilities
+                handed over as log-probabilities, which are logits for them (cnnlab/outputs.py).
             optimizer: e.g. optim.make_optimizer(...).
             scheduler: per-batch scheduler (schedules.make_scheduler) or None; stepped after each step.
             train_batches: yields (x, y) on the device; has set_epoch, start_at, __len__.
@@ -115,6 +118,7 @@ class Trainer:
         self.sync_every = sync_every or (1 if self.device.type == "cpu" else 32)
         self._pending: list[tuple[torch.Tensor, int, int, float]] = []  # (loss/correct, batch size, step, lr)
         self.reg_modules = regularizing_modules(model)
+        self.softmax_output = ends_in_softmax(model)  # outputs probabilities: the loss gets their log
         self.epoch = 0  # completed epochs
         self.step_in_epoch = 0  # batches done in the current epoch
         self.global_step = 0
@@ -190,7 +194,7 @@ class Trainer:
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Data loss plus the layers' kernel-regulariser penalties."""
-        loss = self.loss_fn(out, y)
+        loss = self.loss_fn(as_logits(out, self.softmax_output), y)
         reg = regularization_loss(self.model, self.reg_modules)
         return loss if reg is None else loss + reg
 
@@ -258,7 +262,7 @@ class Trainer:
                 if self.mark_graph_steps:
                     torch.compiler.cudagraph_mark_step_begin()
                 out = self.model(x)
-                loss_sum += self.loss_fn(out, y).to(acc_dtype) * y.shape[0]
+                loss_sum += self.loss_fn(as_logits(out, self.softmax_output), y).to(acc_dtype) * y.shape[0]
                 correct += _correct(out, y)
                 count += int(y.shape[0])
             reg = regularization_loss(self.model, self.reg_modules)

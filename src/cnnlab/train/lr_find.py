@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.outputs import as_logits, ends_in_softmax
 from cnnlab.train.regularize import regularization_loss
 from cnnlab.train.reproduce import rng_state, set_rng_state
 
@@ -97,13 +98,14 @@ def lr_range_test(model: nn.Module, loss_fn: Callable, optimizer_factory: Callab
     ratio = (end_lr / start_lr) ** (1 / (num_steps - 1))  # lr multiplier per step
     lrs, losses, smoothed = [], [], []
     avg, best, stopped = 0.0, math.inf, "end_lr reached"
+    softmax = ends_in_softmax(model)  # a model ending in softmax hands the loss its log-probabilities
     model.train()
     try:
         for step, (x, y) in zip(range(num_steps), _forever(batches)):
             lr = start_lr * ratio ** step
             for group, scale in zip(optimizer.param_groups, scales):
                 group["lr"] = lr * scale
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(as_logits(model(x), softmax), y)
             reg = regularization_loss(model)
             loss = loss if reg is None else loss + reg
             value = loss.item()
