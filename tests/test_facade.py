@@ -97,7 +97,7 @@ def test_a_model_ending_in_softmax_trains_as_keras_trains_it(data):
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         history = model.fit(x[:640], y[:640], epochs=1, batch_size=64, verbose=0)
         runs[activation] = (model, history.history["loss"][0], model.evaluate(x_test, y_test), model.predict(x_test))
-    (soft, soft_loss, soft_eval, soft_probs), (logit, logit_loss, logit_eval, logit_probs) = runs["softmax"], runs[None]
+    (soft, soft_loss, soft_eval, soft_probs), (_, logit_loss, logit_eval, logit_probs) = runs["softmax"], runs[None]
     assert soft_loss == pytest.approx(logit_loss, rel=1e-4)
     assert soft_eval == pytest.approx(logit_eval, rel=1e-4)
     np.testing.assert_allclose(soft_probs, logit_probs, atol=1e-4)
