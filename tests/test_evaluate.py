@@ -47,6 +47,17 @@ def test_tta_flip_averages_probabilities_of_image_and_mirror():
     assert not torch.allclose(full, probs)  # the shifted views change the answer
 
 
+def test_flip_tta_on_a_model_trained_without_flips_is_warned_about():
+    from cnnlab.evaluate import tta_warning
+
+    assert "trained without flips" in tta_warning("flip", None)
+    assert "trained without flips" in tta_warning("flip-translate", {"translate": 2})
+    assert "trained without flips" in tta_warning("flip", {"flip": False})
+    assert tta_warning("flip", {"flip": True}) is None
+    assert tta_warning("flip-translate", {"flip": "alternating"}) is None
+    assert tta_warning(None, None) is None
+
+
 def test_unknown_tta_is_a_config_error():
     with pytest.raises(ConfigError, match="flip-translate"):
         predict_proba(tiny_cnn(), [], tta="rotate")

@@ -92,11 +92,27 @@ def test_same_seed_twice_gives_identical_weights(tmp_path):
     assert config["seed"] == 0 and config["deterministic"] is False
 
 
-def test_python_api_uses_a_finished_run(tmp_path):
+def test_training_with_flip_tta_but_no_flips_says_so(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="cnnlab.pipeline"):
+        pipeline.train(TrainConfig(epochs=1, batch_size=256, tta="flip", out=str(tmp_path / "a")))
+    assert "test-time augmentation 'flip' averages over mirror images" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="cnnlab.pipeline"):
+        pipeline.train(TrainConfig(epochs=1, batch_size=256, tta="flip", augment={"flip": True},
+                                   out=str(tmp_path / "b")))
+    assert "mirror images" not in caplog.text
+
+
+def test_python_api_uses_a_finished_run(tmp_path, caplog):
     result = cnnlab.train_run(**SMALL, out=str(tmp_path), verbose=False)
     run = cnnlab.load_run(result.run_dir)
     assert run.classes[0] == "T-shirt/top" and tuple(run.input_shape) == (1, 28, 28)
-    metrics = cnnlab.evaluate_run(result.run_dir)
+    with caplog.at_level("WARNING"):
+        metrics = cnnlab.evaluate_run(result.run_dir)
+        assert "trained without flips" not in caplog.text
+        cnnlab.evaluate_run(result.run_dir, tta="flip")  # the run trained without flips: said once
+        assert caplog.text.count("averages over mirror images, but this model trained without flips") == 1
+    metrics = cnnlab.evaluate_run(result.run_dir)  # metrics.json as training left it
     assert metrics["test_accuracy"] == pytest.approx(result.metrics["test_accuracy"])
     data = cnnlab.load_dataset("fashion-mnist-mini")
     from PIL import Image

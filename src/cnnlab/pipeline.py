@@ -26,6 +26,7 @@ from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
 from cnnlab.data.mix import BatchMix
 from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.evaluate import tta_warning
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import GRAPHING_COMPILE_MODES, TrainConfig
 from cnnlab.train.cuda_graph import GraphedModel
@@ -203,8 +204,10 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
         run_dir: write here instead of a fresh folder under cfg.out (ensemble members).
     """
     device = pick_device(cfg.device)
-    if run_dir is None and (warning := gpu_recipe_on_cpu_warning(cfg, device)) is not None:
-        log.warning(warning)  # once per command: ensemble members come back here with their run_dir
+    if run_dir is None:  # once per command: ensemble members come back here with their run_dir
+        for warning in (gpu_recipe_on_cpu_warning(cfg, device), tta_warning(cfg.tta, cfg.augment)):
+            if warning is not None:
+                log.warning(warning)
     if cfg.ensemble > 1:
         from cnnlab.ensemble_run import train_ensemble
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -12,6 +13,8 @@ from cnnlab.data import load_dataset
 from cnnlab.data.folder import load_image
 from cnnlab.errors import ConfigError
 from cnnlab.outputs import as_logits, ends_in_softmax
+
+log = logging.getLogger(__name__)
 
 
 def run_dataset(run: runs.Run, data: str | None, data_dir: str | None,
@@ -42,12 +45,14 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str 
     Returns:
         The metrics dict written to metrics.json.
     """
-    from cnnlab.evaluate import predict_proba, write_metrics
+    from cnnlab.evaluate import predict_proba, tta_warning, write_metrics
     from cnnlab.explain.confusion import confusion_figure, top_losses_figure
     from cnnlab.explain.figures import save_figure
     from cnnlab.pipeline import test_batches
 
     run = runs.load_run(run_dir)
+    if (warning := tta_warning(tta, run.config.get("augment"))) is not None:
+        log.warning(warning)
     dataset = run_dataset(run, data, data_dir)
     device = next(run.model.parameters()).device
     probs, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device, tta=tta)
