@@ -56,44 +56,43 @@ def test_sweep_writes_one_line_per_variant_with_traces_and_ensembles(tmp_path, c
     assert accuracy == pytest.approx(first["runs"][1]["accuracy"], abs=2e-3)  # float16 may flip a near tie
 
 
-NEXT = SCRIPT.parent / "gpu_next.json"
+# what a session with a GPU runs first, and the dataset gpu_sweep.py runs each file on (--data)
+NEXT_FILES = {"gpu_next.json": "fashion-mnist", "gpu_next_mnist.json": "mnist"}
+NEXT_VARIANTS = [(data, variant) for file, data in NEXT_FILES.items()
+                 for variant in json.loads((SCRIPT.parent / file).read_text())]
 
 
-def _variant(name: str) -> dict:
-    return next(v for v in json.loads(NEXT.read_text()) if v["name"] == name)
-
-
-def _on_the_cpu(variant: dict, data: str, **tiny):
+def _on_the_cpu(variant: dict, data: str, recipe_data: str = "fashion-mnist", **tiny):
     """The variant's CUDA recipe and overrides, as gpu_sweep builds them on a GPU, with a tiny budget
     and without what needs one (CUDA graphs) or minutes here (compile), in fp32."""
     from cnnlab.train.config import TrainConfig
     from cnnlab.train.recipes import recipe_overrides
 
-    values = {**recipe_overrides("fashion-mnist", variant["recipe"], "cuda"), **variant.get("overrides", {}),
+    values = {**recipe_overrides(recipe_data, variant["recipe"], "cuda"), **variant.get("overrides", {}),
               "data": data, "epochs": 1, "cuda_graph": False, "compile": False, "compile_mode": "default",
               "precision": "fp32", **tiny}
     return TrainConfig.from_dict(values)
 
 
 def test_the_next_gpu_sweeps_variants_are_valid_configs():
-    """scripts/gpu_next.json, what a session with a GPU runs first: every variant resolves to a
-    TrainConfig for CUDA, as gpu_sweep builds it, so no device minute goes on a typo."""
+    """scripts/gpu_next*.json, what a session with a GPU runs first: every variant resolves to a
+    TrainConfig for CUDA on its dataset, as gpu_sweep builds it, so no device minute goes on a typo."""
     import dataclasses
 
     import torch
 
     from cnnlab.train.recipes import recipe_config
 
-    variants = json.loads(NEXT.read_text())
-    assert len({v["name"] for v in variants}) == len(variants)
-    for variant in variants:
-        cfg = recipe_config("fashion-mnist", variant["recipe"], torch.device("cuda"), seed=0)
+    names = [v["name"] for _, v in NEXT_VARIANTS]
+    assert len(set(names)) == len(names)
+    for data, variant in NEXT_VARIANTS:
+        cfg = recipe_config(data, variant["recipe"], torch.device("cuda"), seed=0)
         cfg = dataclasses.replace(cfg, **variant.get("overrides", {}))
-        assert cfg.recipe == variant["recipe"], variant["name"]
+        assert cfg.recipe == variant["recipe"] and cfg.data == data, variant["name"]
 
 
-@pytest.mark.parametrize("name", [v["name"] for v in json.loads(NEXT.read_text())])
-def test_every_next_gpu_variant_takes_steps_on_the_cpu(name):
+@pytest.mark.parametrize("data, name", [(data, v["name"]) for data, v in NEXT_VARIANTS])
+def test_every_next_gpu_variant_takes_steps_on_the_cpu(data, name):
     """Each variant's net, optimizer, augmentations and TTA, 2 steps of 32 images, without NaN
     (CUDA graphs and compile off: they need a GPU or minutes here; test_layers covers compiling)."""
     import torch
@@ -102,14 +101,14 @@ def test_every_next_gpu_variant_takes_steps_on_the_cpu(name):
     from cnnlab.data import ImageDataset, load_dataset
     from cnnlab.train.recipes import recipe_tta
 
-    variant = _variant(name)
-    mini = load_dataset("fashion-mnist-mini")
+    recipe_data, variant = data, next(v for d, v in NEXT_VARIANTS if v["name"] == name)
+    mini = load_dataset("fashion-mnist-mini")  # 28x28 grey images and 10 classes, as MNIST has
     data = ImageDataset(mini.name, mini.classes, mini.x_train[:64], mini.y_train[:64], mini.x_test[:32],
                         mini.y_test[:32])
-    cfg = _on_the_cpu(variant, data.name, batch_size=32, warmup_epochs=0.5)
+    cfg = _on_the_cpu(variant, data.name, recipe_data, batch_size=32, warmup_epochs=0.5)
     session = train_in_memory(cfg, data, "cpu")
     assert all(torch.isfinite(t).all() for t in session.model.state_dict().values() if t.is_floating_point())
-    tta = variant["tta"] if "tta" in variant else recipe_tta("fashion-mnist", variant["recipe"], "cuda")
+    tta = variant["tta"] if "tta" in variant else recipe_tta(recipe_data, variant["recipe"], "cuda")
     assert 0.0 <= accuracy_on_test(session.model, cfg, data, torch.device("cpu"), tta) <= 1
 
 
