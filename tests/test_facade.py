@@ -128,3 +128,40 @@ def test_compiling_adds_no_layer(data):
     model.compile()
     assert [name for name, _ in model.named_children()] == before
     assert "_loss_fn" not in dict(model.named_modules())
+
+
+def test_save_and_load_model_and_predict_on_image_files(data, tmp_path):
+    """model.save(folder) -> cnnlab.load_model gives the same predictions, and the folder serves
+    `cnnlab predict` as a run directory does (the same probabilities for the same picture)."""
+    from PIL import Image
+
+    x, y, x_test, _ = data
+    model = lecture_model("softmax")
+    model.compile()
+    model.fit(x[:256], y[:256], epochs=1, verbose=0)
+    classes = cnnlab.load_dataset("fashion-mnist-mini").classes
+    folder = model.save(tmp_path / "my_cnn", classes=classes)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    loaded = cnnlab.load_model(folder)
+    np.testing.assert_allclose(loaded.predict(x_test[:20]), model.predict(x_test[:20]), atol=1e-6)
+    image = tmp_path / "test0.png"
+    Image.fromarray(x_test[0, 0].numpy()).save(image)
+    ((_, top),) = cnnlab.predict_images(folder, [image], top_k=10)
+    expect = model.predict(x_test[:1])[0]
+    assert [name for name, _ in top][0] == classes[int(expect.argmax())]
+    assert dict(top) == pytest.approx({classes[i]: float(p) for i, p in enumerate(expect)}, abs=1e-5)
+
+
+def test_save_refuses_what_it_cannot_write(tmp_path):
+    unbuilt = cnnlab.Sequential([Flatten(), Dense(10)])
+    with pytest.raises(ConfigError, match="no input shape yet"):
+        unbuilt.save(tmp_path / "m")
+    model = small_model()
+    with pytest.raises(ConfigError, match="3 class names for a model with 10 outputs"):
+        model.save(tmp_path / "m", classes=["a", "b", "c"])
+    with pytest.raises(ConfigError, match="one mean and one positive std per input channel"):
+        model.save(tmp_path / "m", mean=[0.5], std=[0.0])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        model.save(tmp_path / "file")
+    assert not (tmp_path / "m").exists()  # nothing half written

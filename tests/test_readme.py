@@ -23,3 +23,4 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "Total params" in out and "shoe.png" in out
     assert len(list((tmp_path / "runs").iterdir())) == 1
+    assert sorted(p.name for p in (tmp_path / "my_cnn").iterdir()) == ["model.json", "model.safetensors"]

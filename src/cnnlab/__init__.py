@@ -8,6 +8,7 @@ The public API, imported lazily so `cnnlab --help` stays quick:
     load_dataset                fashion-mnist(-mini), mnist, kmnist, cifar10, folder:PATH
     train_run                   a whole training run -> a run directory (what `cnnlab train` does)
     load_run, evaluate_run, predict_images    use a finished run
+    load_model                  the model of a run directory or of model.save(path)
     TrainConfig                 every setting of a run
 """
 
@@ -24,6 +25,7 @@ _EXPORTS = {
     "load_dataset": "cnnlab.data",
     "TrainConfig": "cnnlab.train.config",
     "load_run": "cnnlab.runs",
+    "load_model": "cnnlab.runs",
     "evaluate_run": "cnnlab.predict",
     "predict_images": "cnnlab.predict",
     "create_model": ("cnnlab.zoo", "create"),

@@ -169,6 +169,48 @@ class KerasFacade:
                                            device=self._device)
         return trainer.evaluate(batches)
 
+    def save(self, path, classes: Sequence[str] | None = None, mean: Sequence[float] | None = None,
+             std: Sequence[float] | None = None):
+        """Write the model to a folder, as Keras's model.save writes a .keras file: model.json (the
+        layers, class names, input shape and input normalisation) and model.safetensors (the
+        weights). `cnnlab.load_model(path)` reads it back; `cnnlab predict PATH image.png` and
+        `cnnlab inspect` take the folder as they take a run directory.
+
+        Args:
+            path: the folder (created if needed; its model.json and model.safetensors are replaced).
+            classes: class names in label order (default "0", "1", ...).
+            mean, std: per channel, the normalisation of x / 255 the model was trained with: the
+                default (0 and 1) is what fit() does with uint8 images; give yours if you fed it
+                standardised floats, so predict on image files feeds it the same.
+
+        Returns:
+            The folder's Path.
+        """
+        from pathlib import Path
+
+        from cnnlab import runs
+
+        if not getattr(self, "built", False):
+            raise ConfigError("the model has no input shape yet, so it cannot be saved: give Sequential "
+                              "input_shape=(C, H, W) or call it on a batch first")
+        channels, k = self.input_shape[0], self.output_shape[0]
+        classes = [str(i) for i in range(k)] if classes is None else [str(c) for c in classes]
+        if len(classes) != k:
+            raise ConfigError(f"save got {len(classes)} class names for a model with {k} outputs: "
+                              "give one name per output")
+        mean = [0.0] * channels if mean is None else list(mean)
+        std = [1.0] * channels if std is None else list(std)
+        if len(mean) != channels or len(std) != channels or not all(s > 0 for s in std):
+            raise ConfigError(f"save needs one mean and one positive std per input channel ({channels}), "
+                              f"got mean {mean} and std {std}")
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{path} is a file; save writes a folder: give a folder name")
+        path.mkdir(parents=True, exist_ok=True)
+        runs.save_weights(path, self)  # the weights first: a model.json is only ever beside its weights
+        runs.save_model_json(path, {"sequential": self.to_config()}, classes, self.input_shape, mean, std)
+        return path
+
     def predict(self, x, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (N, K) as a NumPy array, as Keras's model.predict: the softmax of the
         logits, or the model's own output when it ends in softmax."""

@@ -239,3 +239,11 @@ def load_run(path: str | Path) -> Run:
     return Run(path=path, model=model, classes=list(info["classes"]), input_shape=tuple(info["input_shape"]),
                mean=tuple(info["mean"]), std=tuple(info["std"]), config=config,
                history=read_history(path / "history.csv"), metrics=metrics)
+
+
+def load_model(path: str | Path) -> nn.Module:
+    """The model a run directory or a `model.save(path)` folder holds, with its weights, in eval mode.
+
+    Compile it again before fitting it further (the optimizer's state is not in the folder).
+    """
+    return load_run(path).model
