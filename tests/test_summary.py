@@ -39,6 +39,7 @@ def test_receptive_field_along_the_chain():
 def test_text_table_and_json():
     s = small().summary()
     text = str(s)
+    assert repr(s) == text  # a notebook cell ending in model.summary() shows the table
     assert "H=W: (12 + 2*1 - 3)/1 + 1 = 12" in text and "H=W: (6 + 2*0 - 3)/1 + 1 = 4" in text
     assert "Total params: 3,882 (trainable 3,850, non-trainable 32" in text
     lines = text.splitlines()

@@ -88,6 +88,10 @@ class Summary:
         ]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """The table too: `model.summary()` alone in a notebook or the REPL shows it, as Keras's does."""
+        return str(self)
+
 
 def _rf_text(row: Row) -> str:
     if row.rf_size is None:
