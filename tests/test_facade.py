@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D
 
 
@@ -120,6 +120,24 @@ def test_mistakes_get_one_clear_sentence(data):
         model.fit(x, y[:10], verbose=0)
     with pytest.raises(ConfigError, match="validation_split"):
         model.fit(x, y, validation_split=1.5, verbose=0)
+
+
+def test_images_that_do_not_fit_the_model_name_the_fix(data):
+    """Keras' lectures keep images channels-last, (N, 28, 28, 1), or as (N, 28, 28): one sentence with the fix."""
+    x, y, _, _ = data
+    model = small_model()
+    model.compile()
+    nhwc = x.numpy().transpose(0, 2, 3, 1)
+    with pytest.raises(ShapeError, match=r"fit got images of shape \(1200, 28, 28, 1\) but the model takes "
+                                         r"\(N, 1, 28, 28\).*x.transpose\(0, 3, 1, 2\)"):
+        model.fit(nhwc, y, verbose=0)
+    with pytest.raises(ShapeError, match=r"evaluate got images of shape \(1200, 28, 28\).*x\[:, None\]"):
+        model.evaluate(x[:, 0], y)
+    with pytest.raises(ShapeError, match=r"predict got images of shape \(1200, 1, 14, 14\).*resize or reshape"):
+        model.predict(x[:, :, ::2, ::2])
+    with pytest.raises(ShapeError, match="fit's validation_data got images"):
+        model.fit(x, y, validation_data=(nhwc, y), verbose=0)
+    model.fit(nhwc.transpose(0, 3, 1, 2), y, verbose=0)  # the fix it names works
 
 
 def test_compiling_adds_no_layer(data):

@@ -40,6 +40,26 @@ def _as_tensor(x: Any, what: str) -> torch.Tensor:
     return t.float() if t.ndim == 2 else t.long()  # one-hot (N, K) as probabilities, else indices
 
 
+def _check_images(model, x: torch.Tensor, what: str) -> None:
+    """ShapeError, with the fix, when images x (N, C, H, W) do not fit the model's input (C, H, W):
+    most often Keras' channels-last (N, H, W, C) or grey images without their channel axis."""
+    expected = getattr(model, "input_shape", None)
+    if expected is None or tuple(x.shape[1:]) == tuple(expected):
+        return
+    from cnnlab.errors import ShapeError
+
+    got, (c, h, w) = tuple(x.shape), tuple(expected)
+    if x.dim() == 4 and got[1:] == (h, w, c):
+        fix = ("they are channels-last (N, H, W, C), as Keras stores images; move the channels first with "
+               "x.transpose(0, 3, 1, 2) (NumPy) or x.permute(0, 3, 1, 2) (torch)")
+    elif x.dim() == 3 and c == 1 and got[1:] == (h, w):
+        fix = "grey images need their channel axis: pass x[:, None] (NumPy or torch)"
+    else:
+        fix = f"resize or reshape them to (N, {c}, {h}, {w}), or build the model for their shape"
+    raise ShapeError(f"{what} got images of shape {got} but the model takes (N, {c}, {h}, {w}) "
+                     f"(N, C, H, W); {fix}")
+
+
 class _ArrayBatches:
     """In-memory (x, y) batches with a seeded per-epoch shuffle (the Trainer's batch protocol)."""
 
@@ -138,6 +158,7 @@ class KerasFacade:
             raise ConfigError(f"fit needs 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch} and "
                               f"epochs={epochs}: epochs is the epoch to train up to, as in Keras")
         x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+        _check_images(self, x, "fit")
         if validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
                 raise ConfigError(f"validation_split must be in (0, 1), got {validation_split}")
@@ -146,8 +167,9 @@ class KerasFacade:
         train_b = _ArrayBatches(x, y, batch_size, shuffle, seed, self._device)
         val_b = None
         if validation_data is not None:
-            x_val, y_val = validation_data
-            val_b = _ArrayBatches(_as_tensor(x_val, "x"), _as_tensor(y_val, "y"), 1024, False, seed, self._device)
+            x_val = _as_tensor(validation_data[0], "x")
+            _check_images(self, x_val, "fit's validation_data")
+            val_b = _ArrayBatches(x_val, _as_tensor(validation_data[1], "y"), 1024, False, seed, self._device)
         extra = [Progress(epochs)] if verbose else []
         if self._trainer is None:
             self._trainer = Trainer(self, self._loss_fn, self._optimizer, train_batches=train_b, val_batches=val_b,
@@ -164,7 +186,9 @@ class KerasFacade:
         from cnnlab.train.engine import Trainer
 
         self._need_compile("evaluate")
-        batches = _ArrayBatches(_as_tensor(x, "x"), _as_tensor(y, "y"), batch_size, False, 0, self._device)
+        x = _as_tensor(x, "x")
+        _check_images(self, x, "evaluate")
+        batches = _ArrayBatches(x, _as_tensor(y, "y"), batch_size, False, 0, self._device)
         trainer = self._trainer or Trainer(self, self._loss_fn, self._optimizer, train_batches=batches,
                                            device=self._device)
         return trainer.evaluate(batches)
@@ -216,6 +240,7 @@ class KerasFacade:
         logits, or the model's own output when it ends in softmax."""
         device = getattr(self, "_device", None) or next(self.parameters()).device
         x = _as_tensor(x, "x")
+        _check_images(self, x, "predict")
         softmax = ends_in_softmax(self)
         was_training = self.training
         self.eval()
