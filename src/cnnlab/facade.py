@@ -14,6 +14,7 @@ Inputs are (N, C, H, W) arrays or tensors: uint8 images are scaled to [0, 1] (th
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -210,9 +211,7 @@ class KerasFacade:
         Returns:
             The folder's Path.
         """
-        from pathlib import Path
-
-        from cnnlab import runs
+        from cnnlab import runs  # here, as the Trainer below: building a model need not import training
 
         if not getattr(self, "built", False):
             raise ConfigError("the model has no input shape yet, so it cannot be saved: give Sequential "

@@ -82,7 +82,8 @@ class Trainer:
                  grad_clip: float | None = None, ema: ModelEMA | None = None, sync_every: int | None = None,
                  mark_graph_steps: bool = False) -> None:
         """Args:
-            model: already on `device`; the trainer never inspects it beyond calling it.
+            model: already on `device`; the trainer calls it, and looks only at whether it ends in
+                softmax (outputs.ends_in_softmax).
             loss_fn: (logits (B, K), y) -> mean loss, e.g. nn.CrossEntropyLoss(label_smoothing=0.1). A
                 model that ends in softmax (the lectures' Keras models) has its probabilities
                 handed over as log-probabilities, which are logits for them (cnnlab/outputs.py).
