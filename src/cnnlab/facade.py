@@ -211,7 +211,7 @@ class KerasFacade:
         Returns:
             The folder's Path.
         """
-        from cnnlab import runs  # here, as the Trainer below: building a model need not import training
+        from cnnlab import runs  # lazily, as fit() imports the Trainer: building a model imports no training code
 
         if not getattr(self, "built", False):
             raise ConfigError("the model has no input shape yet, so it cannot be saved: give Sequential "
