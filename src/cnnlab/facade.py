@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.outputs import as_logits, ends_in_softmax
 
 # Keras loss names -> what the model's output is compared with: torch's CrossEntropyLoss, which takes
@@ -47,8 +47,6 @@ def _check_images(model, x: torch.Tensor, what: str) -> None:
     expected = getattr(model, "input_shape", None)
     if expected is None or tuple(x.shape[1:]) == tuple(expected):
         return
-    from cnnlab.errors import ShapeError
-
     got, (c, h, w) = tuple(x.shape), tuple(expected)
     if x.dim() == 4 and got[1:] == (h, w, c):
         fix = ("they are channels-last (N, H, W, C), as Keras stores images; move the channels first with "
@@ -150,9 +148,7 @@ class KerasFacade:
             initial_epoch: as in Keras, the epoch this call counts from (0 <= initial_epoch <= epochs).
         """
         from cnnlab.console import Progress
-        from cnnlab.train.engine import Trainer
-
-        from cnnlab.train.engine import History
+        from cnnlab.train.engine import History, Trainer
 
         self._need_compile("fit")
         if not 0 <= initial_epoch <= epochs:
