@@ -13,6 +13,14 @@ None and one logged sentence (once per reason) saying why and how to fix it, and
 kernel instead: the native kernels only ever make things faster. CNNLAB_NATIVE=0 turns them off.
 A flag set the compiler refuses is tried again by each new process (a fraction of a second);
 only successful builds are cached.
+
+Threads: where torch's OpenMP runtime is GNU libgomp under the soname a `-fopenmp` build links
+against (libgomp.so.1, as in torch's Linux wheels), the kernels are built with -fopenmp, and their
+`#pragma omp parallel for` runs on the same thread pool as torch's operators: the dynamic loader
+hands the library the libgomp torch already loaded. Elsewhere (macOS's libomp, Intel's libiomp5)
+a -fopenmp build would bring a second runtime whose threads compete with torch's for the cores,
+so the kernels are built without it and run on the calling thread. `NativeLibrary.threads()` says
+how many threads a call may use.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ _SAID: set[str] = set()  # reasons already logged: two kernels missing one compi
 HERE = Path(__file__).resolve().parent
 STALE_SECONDS = 30 * 24 * 3600  # older builds of a kernel are removed when it is built anew
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])  # -march=native is refused by some compilers (e.g. older Apple clang)
+OPENMP_FLAG = "-fopenmp"
+LIBGOMP_SONAME = "libgomp.so.1"  # what gcc -fopenmp records as the library's dependency on Linux
 COMMON_FLAGS = ["-shared", "-fPIC", "-Wno-psabi"]
 
 
@@ -87,9 +97,27 @@ def _cpu_id() -> str:
     return f"{platform.machine()} {model} {' '.join(sorted(cpu_flags()))}"
 
 
-def build(source: Path, compiler: list[str], out_dir: Path) -> Path:
+def openmp_libraries() -> set[str]:
+    """Paths of the OpenMP runtimes mapped into this process (Linux's /proc/self/maps; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as f:
+            paths = {line.split()[-1] for line in f if line.count(" ") >= 5}
+    except OSError:
+        return set()
+    return {p for p in paths if Path(p).name.startswith(("libgomp", "libomp", "libiomp"))}
+
+
+def shares_torchs_openmp() -> bool:
+    """Whether a -fopenmp build would run on torch's own OpenMP threads: torch uses OpenMP, and the
+    one runtime loaded is GNU libgomp under the soname such a build asks for."""
+    runtimes = openmp_libraries()
+    return (len(runtimes) == 1 and Path(next(iter(runtimes))).name == LIBGOMP_SONAME and "OpenMP" in torch.__config__.parallel_info())
+
+
+def build(source: Path, compiler: list[str], out_dir: Path, openmp: bool = False) -> Path:
     """Compile `source` into a shared library in `out_dir` (or reuse the cached one); returns its path.
     The cache key covers the source and the headers beside it, the compiler and flags, and the CPU.
+    openmp: compile with -fopenmp (see "Threads" above).
 
     Raises:
         RuntimeError: with one sentence naming the compiler and its first error line.
@@ -97,7 +125,7 @@ def build(source: Path, compiler: list[str], out_dir: Path) -> Path:
     text = source.read_bytes() + b"".join(h.read_bytes() for h in sorted(source.parent.glob("*.h")))
     version = subprocess.run([*compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
     errors = []
-    for flags in FLAG_SETS:
+    for flags in ([*f, OPENMP_FLAG] for f in FLAG_SETS) if openmp else FLAG_SETS:
         key = hashlib.sha256(b"\0".join([text, " ".join(compiler + flags + COMMON_FLAGS).encode(),
                                           version.encode(), _cpu_id().encode()])).hexdigest()[:16]
         target = out_dir / f"{source.stem}-{key}.so"
@@ -149,6 +177,7 @@ class NativeLibrary:
         self.signatures = signatures
         self.out_dir = out_dir
         self.reason: str | None = None  # why get() returned None, once it has
+        self.threaded = False  # built with -fopenmp, sharing torch's OpenMP threads
         self._lib: ctypes.CDLL | None = None
         self._tried = False
         self._lock = threading.Lock()
@@ -173,24 +202,43 @@ class NativeLibrary:
             where = f"$CC ({named}) is not on PATH" if named else "no C compiler (cc, gcc or clang) is on PATH"
             return self._give_up(f"{where}; install one (Debian: apt install gcc) for faster CPU pooling")
         out_dir = self.out_dir or cache_dir()
+        reason = ""
+        for openmp in (True, False) if shares_torchs_openmp() else (False,):
+            lib, reason = self._build_and_load(compiler, out_dir, openmp)
+            if lib is not None:
+                # a second OpenMP runtime would mean threads of its own: then run on the caller's only
+                self.threaded = openmp and len(openmp_libraries()) == 1
+                return lib
+            if openmp:
+                log.info("cnnlab's %s does not build or load with %s (%s); building it without", self.source.name,
+                         OPENMP_FLAG, reason)
+        return self._give_up(reason)
+
+    def _build_and_load(self, compiler: list[str], out_dir: Path, openmp: bool) -> tuple[ctypes.CDLL | None, str]:
+        """(the loaded library, "") or (None, why not)."""
         for attempt in range(2):
             try:
-                path = build(self.source, compiler, out_dir)
+                path = build(self.source, compiler, out_dir, openmp=openmp)
             except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-                return self._give_up(str(e))
+                return None, str(e)
             try:
                 lib = ctypes.CDLL(str(path))
                 for name, (argtypes, restype) in self.signatures.items():
                     fn = getattr(lib, name)
                     fn.argtypes, fn.restype = argtypes, restype
-                return lib
+                return lib, ""
             except (OSError, AttributeError) as e:
                 if attempt == 0:  # a damaged cache entry: remove it and build once more
                     log.info("cached %s does not load (%s); rebuilding it", path.name, e)
                     path.unlink(missing_ok=True)
                     continue
-                return self._give_up(f"{path} does not load: {e}")
-        return None
+                return None, f"{path} does not load: {e}"
+        return None, "unreachable"
+
+    def threads(self) -> int:
+        """Threads a call of the kernels may use: torch's intra-op count where they share its OpenMP
+        pool, else 1."""
+        return torch.get_num_threads() if self.threaded else 1
 
     def _give_up(self, reason: str) -> None:
         self.reason = reason

@@ -22,6 +22,10 @@
  * Layouts: x (N, H + 2, W + 2), the image with its one-pixel zero padding ('same'); w (9, C),
  * tap t = 3 * row + column; bias (C) or NULL; y and pos (N, H/2, W/2, C), channels fastest;
  * dw (9, C) and dbias (C) as w and bias. C >= 16 (vec16.h's next_block).
+ *
+ * Threads: images are split among `threads` OpenMP threads, torch's own where build.py compiled
+ * with -fopenmp (see maxpool2x2.c). The backward's sums over images are taken in fixed chunks of
+ * CHUNK images, then the chunks' sums in order, so its figures do not depend on the thread count.
  */
 #include "vec16.h"
 
@@ -41,13 +45,14 @@ static inline void load_patch(const float *x, long n, long oh, long ow, long H, 
 }
 
 void cnnlab_conv1pool_fwd(const float *x, const float *w, const float *bias, void *y, uint8_t *pos,
-                          long N, long H, long W, long C, int relu, int bf16) {
+                          long N, long H, long W, long C, int relu, int bf16, int threads) {
     const long OH = H / 2, OW = W / 2;
-    for (long cb = 0; cb < C; cb = next_block(cb, C)) {
-        vf wv[9], bv = {0};
-        for (int t = 0; t < 9; t++) wv[t] = (vf)load16(w, t * C + cb, 0);
-        if (bias) bv = (vf)load16(bias, cb, 0);
-        for (long n = 0; n < N; n++)
+    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
+    for (long n = 0; n < N; n++)
+        for (long cb = 0; cb < C; cb = next_block(cb, C)) {
+            vf wv[9], bv = {0};
+            for (int t = 0; t < 9; t++) wv[t] = (vf)load16(w, t * C + cb, 0);
+            if (bias) bv = (vf)load16(bias, cb, 0);
             for (long oh = 0; oh < OH; oh++)
                 for (long ow = 0; ow < OW; ow++) {
                     float p[4][4];
@@ -68,33 +73,51 @@ void cnnlab_conv1pool_fwd(const float *x, const float *w, const float *bias, voi
                     store16(y, o, m, bf16);
                     if (pos) store_pos(pos + o, k);
                 }
-    }
+        }
 }
 
+#define CHUNK 16  /* images per partial sum in the backward */
+
+/* Scratch floats cnnlab_conv1pool_bwd needs for N images and C channels: one (10, C) partial sum
+ * (9 taps, then the bias) per chunk of CHUNK images. */
+long cnnlab_conv1pool_bwd_scratch(long N, long C) { return (N + CHUNK - 1) / CHUNK * 10 * C; }
+
 /* dw[t][c] = sum over windows of g * (the input under tap t at the window's winning position);
- * dbias[c] = sum of g over windows whose position is 0-3. g: bf16 bits (bf16 = 1) or fp32. */
+ * dbias[c] = sum of g over windows whose position is 0-3. g: bf16 bits (bf16 = 1) or fp32.
+ * scratch: cnnlab_conv1pool_bwd_scratch(N, C) floats. */
 void cnnlab_conv1pool_bwd(const void *g, const uint8_t *pos, const float *x, float *dw, float *dbias,
-                          long N, long H, long W, long C, int bf16) {
-    const long OH = H / 2, OW = W / 2;
-    for (long cb = 0; cb < C; cb = next_block(cb, C)) {
-        vf acc[9] = {{0}}, bacc = {0};
-        for (long n = 0; n < N; n++)
-            for (long oh = 0; oh < OH; oh++)
-                for (long ow = 0; ow < OW; ow++) {
-                    const long o = ((n * OH + oh) * OW + ow) * C + cb;
-                    const vf gv = (vf)load16(g, o, bf16);
-                    const vi k = load_pos(pos + o);
-                    float p[4][4];
-                    load_patch(x, n, oh, ow, H, W, p);
-                    for (int a = 0; a < 2; a++)
-                        for (int b = 0; b < 2; b++) {
-                            const vf gp = (vf)((vi)gv & (k == 2 * a + b));  /* g where this position won */
-                            for (int i = 0; i < 3; i++)
-                                for (int j = 0; j < 3; j++) acc[3 * i + j] += gp * p[a + i][b + j];
-                            bacc += gp;
-                        }
-                }
-        for (int t = 0; t < 9; t++) memcpy(dw + t * C + cb, &acc[t], sizeof acc[t]);
-        if (dbias) memcpy(dbias + cb, &bacc, sizeof bacc);
+                          float *scratch, long N, long H, long W, long C, int bf16, int threads) {
+    const long OH = H / 2, OW = W / 2, chunks = (N + CHUNK - 1) / CHUNK;
+    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
+    for (long chunk = 0; chunk < chunks; chunk++) {
+        const long n_end = (chunk + 1) * CHUNK < N ? (chunk + 1) * CHUNK : N;
+        float *part = scratch + chunk * 10 * C;  /* this chunk's (10, C) sums */
+        for (long cb = 0; cb < C; cb = next_block(cb, C)) {
+            vf acc[9] = {{0}}, bacc = {0};
+            for (long n = chunk * CHUNK; n < n_end; n++)
+                for (long oh = 0; oh < OH; oh++)
+                    for (long ow = 0; ow < OW; ow++) {
+                        const long o = ((n * OH + oh) * OW + ow) * C + cb;
+                        const vf gv = (vf)load16(g, o, bf16);
+                        const vi k = load_pos(pos + o);
+                        float p[4][4];
+                        load_patch(x, n, oh, ow, H, W, p);
+                        for (int a = 0; a < 2; a++)
+                            for (int b = 0; b < 2; b++) {
+                                const vf gp = (vf)((vi)gv & (k == 2 * a + b));  /* g where this position won */
+                                for (int i = 0; i < 3; i++)
+                                    for (int j = 0; j < 3; j++) acc[3 * i + j] += gp * p[a + i][b + j];
+                                bacc += gp;
+                            }
+                    }
+            for (int t = 0; t < 9; t++) memcpy(part + t * C + cb, &acc[t], sizeof acc[t]);
+            memcpy(part + 9 * C + cb, &bacc, sizeof bacc);
+        }
+    }
+    for (long i = 0; i < 10 * C; i++) {  /* the chunks' sums, in chunk order */
+        float sum = 0.0f;
+        for (long chunk = 0; chunk < chunks; chunk++) sum += scratch[chunk * 10 * C + i];
+        if (i < 9 * C) dw[i] = sum;
+        else if (dbias) dbias[i - 9 * C] = sum;
     }
 }

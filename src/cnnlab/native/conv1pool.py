@@ -24,10 +24,12 @@ from cnnlab.native.maxpool2x2 import MIN_CHANNELS
 
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 LIBRARY = NativeLibrary("conv1pool.c", {
-    # (x, w, bias, y, positions, N, H, W, C, relu, bf16)
-    "cnnlab_conv1pool_fwd": ([_P, _P, _P, _P, _P, _L, _L, _L, _L, _I, _I], None),
-    # (grad y, positions, x, grad w, grad bias, N, H, W, C, bf16)
-    "cnnlab_conv1pool_bwd": ([_P, _P, _P, _P, _P, _L, _L, _L, _L, _I], None),
+    # (x, w, bias, y, positions, N, H, W, C, relu, bf16, threads)
+    "cnnlab_conv1pool_fwd": ([_P, _P, _P, _P, _P, _L, _L, _L, _L, _I, _I, _I], None),
+    # (N, C) -> floats of scratch the backward needs
+    "cnnlab_conv1pool_bwd_scratch": ([_L, _L], _L),
+    # (grad y, positions, x, grad w, grad bias, scratch, N, H, W, C, bf16, threads)
+    "cnnlab_conv1pool_bwd": ([_P, _P, _P, _P, _P, _P, _L, _L, _L, _L, _I, _I], None),
 })
 
 
@@ -70,7 +72,7 @@ class _ConvReluPool(torch.autograd.Function):
         pos = torch.empty((n, h // 2, w // 2, c), dtype=torch.uint8) if need else None
         LIBRARY.get().cnnlab_conv1pool_fwd(images.data_ptr(), taps.data_ptr(), None if b is None else b.data_ptr(),
                                            y.data_ptr(), None if pos is None else pos.data_ptr(),
-                                           n, h, w, c, int(relu), int(bf16))
+                                           n, h, w, c, int(relu), int(bf16), LIBRARY.threads())
         ctx.save_for_backward(images, pos)
         ctx.bf16, ctx.has_bias, ctx.weight_shape = bf16, bias is not None, weight.shape
         return y
@@ -84,8 +86,11 @@ class _ConvReluPool(torch.autograd.Function):
         grad = grad.to(torch.bfloat16 if ctx.bf16 else torch.float32).contiguous(memory_format=torch.channels_last)
         dtaps = torch.empty((9, c))
         dbias = torch.empty(c) if ctx.has_bias else None
-        LIBRARY.get().cnnlab_conv1pool_bwd(grad.data_ptr(), pos.data_ptr(), images.data_ptr(), dtaps.data_ptr(),
-                                           None if dbias is None else dbias.data_ptr(), n, h, w, c, int(ctx.bf16))
+        lib = LIBRARY.get()
+        scratch = torch.empty(lib.cnnlab_conv1pool_bwd_scratch(n, c))  # per-chunk partial sums
+        lib.cnnlab_conv1pool_bwd(grad.data_ptr(), pos.data_ptr(), images.data_ptr(), dtaps.data_ptr(),
+                                 None if dbias is None else dbias.data_ptr(), scratch.data_ptr(), n, h, w, c,
+                                 int(ctx.bf16), LIBRARY.threads())
         dweight = dtaps.t().reshape(ctx.weight_shape)
         if ctx.bf16:  # autocast's weight and bias gradients are bf16, cast back to the fp32 parameters
             dweight = dweight.to(torch.bfloat16).float()

@@ -20,14 +20,20 @@
  * ReLU's backward).
  *
  * Layout: x[n][h][w][c], c fastest, C >= 16 (vec16.h's next_block).
+ *
+ * Threads: images are split among `threads` OpenMP threads (static schedule). Built with -fopenmp
+ * only where torch's own OpenMP runtime is GNU libgomp (build.py), so these are the very threads
+ * torch's operators use and nothing competes for the cores; otherwise the pragmas are ignored.
+ * Every output is one image's own, so the figures do not depend on the thread count.
  */
 #include "vec16.h"
 
 /* y (N, H/2, W/2, C) from x (N, H, W, C); pos, the same shape in uint8, or NULL when no gradient is
  * needed; relu: 0 for max pooling, 1 for relu(max pooling); bf16: element type, 1 bf16, 0 fp32. */
 void cnnlab_maxpool2x2_fwd(const void *x, void *y, uint8_t *pos, long N, long H, long W, long C, int relu,
-                           int bf16) {
+                           int bf16, int threads) {
     const long OH = H / 2, OW = W / 2;
+    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
     for (long n = 0; n < N; n++)
         for (long oh = 0; oh < OH; oh++)
             for (long ow = 0; ow < OW; ow++) {
@@ -46,9 +52,11 @@ void cnnlab_maxpool2x2_fwd(const void *x, void *y, uint8_t *pos, long N, long H,
 
 /* gx (N, H, W, C) from g (N, H/2, W/2, C) and pos: every element of gx is written (once, but for
  * the overlap of a last channel block), so gx needs no zero fill. */
-void cnnlab_maxpool2x2_bwd(const void *g, const uint8_t *pos, void *gx, long N, long H, long W, long C, int bf16) {
+void cnnlab_maxpool2x2_bwd(const void *g, const uint8_t *pos, void *gx, long N, long H, long W, long C, int bf16,
+                           int threads) {
     const long OH = H / 2, OW = W / 2, size = bf16 ? 2 : 4;
-    for (long n = 0; n < N; n++)
+    #pragma omp parallel for num_threads(threads) schedule(static) if(threads > 1)
+    for (long n = 0; n < N; n++) {
         for (long oh = 0; oh < OH; oh++)
             for (long ow = 0; ow < OW; ow++) {
                 const long i00 = ((n * H + 2 * oh) * W + 2 * ow) * C, i10 = i00 + W * C;
@@ -62,8 +70,7 @@ void cnnlab_maxpool2x2_bwd(const void *g, const uint8_t *pos, void *gx, long N, 
                     store16(gx, i10 + C + c, v & (k == 3), bf16);
                 }
             }
-    /* the pixels no window covers (last row / column of an odd size) get zero gradient */
-    for (long n = 0; n < N; n++) {
+        /* the pixels no window covers (last row / column of an odd size) get zero gradient */
         if (W % 2)
             for (long h = 0; h < 2 * OH; h++) memset((char *)gx + ((n * H + h) * W + W - 1) * C * size, 0, C * size);
         if (H % 2) memset((char *)gx + (n * H + H - 1) * W * C * size, 0, W * C * size);

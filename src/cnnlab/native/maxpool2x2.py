@@ -19,8 +19,10 @@ from cnnlab.native.pool2x2_function import MaxPool2x2
 
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 LIBRARY = NativeLibrary("maxpool2x2.c", {
-    "cnnlab_maxpool2x2_fwd": ([_P, _P, _P, _L, _L, _L, _L, _I, _I], None),  # (x, y, positions, N, H, W, C, relu, bf16)
-    "cnnlab_maxpool2x2_bwd": ([_P, _P, _P, _L, _L, _L, _L, _I], None),  # (grad y, positions, grad x, N, H, W, C, bf16)
+    # (x, y, positions, N, H, W, C, relu, bf16, threads)
+    "cnnlab_maxpool2x2_fwd": ([_P, _P, _P, _L, _L, _L, _L, _I, _I, _I], None),
+    # (grad y, positions, grad x, N, H, W, C, bf16, threads)
+    "cnnlab_maxpool2x2_bwd": ([_P, _P, _P, _L, _L, _L, _L, _I, _I], None),
 })
 _DTYPES = (torch.bfloat16, torch.float32)
 MIN_CHANNELS = 16  # LANES in vec16.h
@@ -43,13 +45,13 @@ class _CKernels:
     def forward(x: torch.Tensor, y: torch.Tensor, pos: torch.Tensor | None, relu: bool) -> None:
         n, c, h, w = x.shape
         LIBRARY.get().cnnlab_maxpool2x2_fwd(x.data_ptr(), y.data_ptr(), None if pos is None else pos.data_ptr(),
-                                            n, h, w, c, int(relu), int(x.dtype == torch.bfloat16))
+                                            n, h, w, c, int(relu), int(x.dtype == torch.bfloat16), LIBRARY.threads())
 
     @staticmethod
     def backward(grad: torch.Tensor, pos: torch.Tensor, grad_in: torch.Tensor) -> None:
         n, c, h, w = grad_in.shape
         LIBRARY.get().cnnlab_maxpool2x2_bwd(grad.data_ptr(), pos.data_ptr(), grad_in.data_ptr(), n, h, w, c,
-                                            int(grad.dtype == torch.bfloat16))
+                                            int(grad.dtype == torch.bfloat16), LIBRARY.threads())
 
 
 def max_pool_2x2_if_fits(x: torch.Tensor, relu: bool = False) -> torch.Tensor | None:
