@@ -4,9 +4,11 @@ Figures each recipe reaches (test accuracy on the official 10,000 test images; `
 measures them; docs/speed.md has the commands and the raw numbers):
 
 - fashion-mnist fast, CPU (fastnet, 2 epochs, Muon for the filters): 91% test accuracy after its 2
-  epochs in every seed measured: over 5 seeds 91.55-91.91%; training seconds to 91%: 10.7 / 11.2 /
-  9.3 / 9.5 / 9.4, median 9.5 s, epochs 4.6-5.7 s (`cnnlab bench --which time-to-accuracy --runs
-  5`, load average ~1.5), on the 2-core AMD EPYC (avx512_bf16, 2 threads) this project is built on.
+  epochs in every seed measured: over 5 seeds 91.66-91.80%; training seconds to 91%: 10.0 / 9.2 /
+  9.1 / 8.8 / 8.9, median 9.1 s, epochs 4.4-5.2 s (`cnnlab bench --which time-to-accuracy --runs
+  5`, load average ~1.6, 2026-11-23, the C kernels on two threads), on the 2-core AMD EPYC
+  (avx512_bf16, 2 threads) this project is built on. (Earlier sessions, the kernels on one thread:
+  91.55-91.91%, median 9.5-11.8 s.)
   Keras' lecture recipe there: 105 s. (The recipe before Muon, SGD for every parameter and 3
   epochs: median 15.3 s in the same process, 4 of 5 seeds needing the third epoch.)
 - fashion-mnist fast, CUDA (the `on_cuda` part: airbench94's recipe on fastnet-large, with its
