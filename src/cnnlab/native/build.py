@@ -101,7 +101,8 @@ def openmp_libraries() -> set[str]:
     """Paths of the OpenMP runtimes mapped into this process (Linux's /proc/self/maps; empty elsewhere)."""
     try:
         with open("/proc/self/maps", encoding="utf-8") as f:
-            paths = {line.split()[-1] for line in f if line.count(" ") >= 5}
+            # each line: address, permissions, offset, device, inode, then the file (which may hold spaces)
+            paths = {" ".join(fields[5:]) for fields in map(str.split, f) if len(fields) >= 6}
     except OSError:
         return set()
     return {p for p in paths if Path(p).name.startswith(("libgomp", "libomp", "libiomp"))}
@@ -111,7 +112,8 @@ def shares_torchs_openmp() -> bool:
     """Whether a -fopenmp build would run on torch's own OpenMP threads: torch uses OpenMP, and the
     one runtime loaded is GNU libgomp under the soname such a build asks for."""
     runtimes = openmp_libraries()
-    return (len(runtimes) == 1 and Path(next(iter(runtimes))).name == LIBGOMP_SONAME and "OpenMP" in torch.__config__.parallel_info())
+    return (len(runtimes) == 1 and Path(next(iter(runtimes))).name == LIBGOMP_SONAME
+            and "OpenMP" in torch.__config__.parallel_info())
 
 
 def build(source: Path, compiler: list[str], out_dir: Path, openmp: bool = False) -> Path:
@@ -233,7 +235,7 @@ class NativeLibrary:
                     path.unlink(missing_ok=True)
                     continue
                 return None, f"{path} does not load: {e}"
-        return None, "unreachable"
+        return None, f"{self.source.name} could not be built and loaded"  # not reached: attempt 1 returns
 
     def threads(self) -> int:
         """Threads a call of the kernels may use: torch's intra-op count where they share its OpenMP
