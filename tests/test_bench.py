@@ -73,6 +73,8 @@ def test_cpu_epoch_figures(lines, small):
     assert r["fast_setting"]["precision"] in ("fp32", "bf16")
     assert r["native_kernels"] is (MAXPOOL_KERNEL.get() is not None)
     assert ("native_kernels_off" in r) is not r["native_kernels"]
+    if r["native_kernels"]:  # torch's thread count where the kernels share its OpenMP pool, else 1
+        assert r["native_threads"] == (r["threads"] if MAXPOOL_KERNEL.threaded else 1)
 
 
 def test_time_to_accuracy_figures(lines):

@@ -5,7 +5,8 @@ weights), batch 128, Adam 1e-3, the same training images. Three settings are tim
 process: the tutorial loop (plain_loop.py), cnnlab's Trainer in fp32, and cnnlab's Trainer in the
 fastest setting for the machine (train/fast.py: bf16 autocast + channels_last where the CPU has
 native bf16; in channels-last, max pooling runs in cnnlab's C kernel, native/, when it could be
-built: `native_kernels` in the result says whether it was). They alternate, so that load from
+built: `native_kernels` in the result says whether it was, `native_threads` on how many threads
+it ran). They alternate, so that load from
 other processes hits all of them alike, and the one that goes first rotates each round (the same
 work timed twice in a row ran 5-7% faster the second time on the 2-core machine, so a fixed order
 would favour the last). By default a fixed number of batches is timed after a short untimed
@@ -140,6 +141,7 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
         "batches_per_epoch": per_epoch, "batches_timed": timed, "extrapolated": timed < per_epoch - warmup,
         "fast_setting": {"precision": fast["precision"], "channels_last": fast["channels_last"]},
         "native_kernels": native, **({} if native else {"native_kernels_off": MAXPOOL_KERNEL.reason}),
+        **({"native_threads": MAXPOOL_KERNEL.threads()} if native else {}),  # torch's OpenMP threads, or 1
         "plain_s_per_epoch": _sig(median["plain"]),
         "cnnlab_fp32_s_per_epoch": _sig(median["cnnlab_fp32"]),
         "cnnlab_fast_s_per_epoch": _sig(median["cnnlab_fast"]),
