@@ -6,12 +6,11 @@ process: the tutorial loop (plain_loop.py), cnnlab's Trainer in fp32, and cnnlab
 fastest setting for the machine (train/fast.py: bf16 autocast + channels_last where the CPU has
 native bf16; in channels-last, max pooling runs in cnnlab's C kernel, native/, when it could be
 built: `native_kernels` in the result says whether it was, `native_threads` on how many threads
-it ran). They alternate, so that load from
-other processes hits all of them alike, and the one that goes first rotates each round (the same
-work timed twice in a row ran 5-7% faster the second time on the 2-core machine, so a fixed order
-would favour the last). By default a fixed number of batches is timed after a short untimed
-warm-up and seconds per epoch are extrapolated (`batches_timed` says so); `full=True` times
-whole epochs."""
+it ran). They alternate, so that load from other processes hits all of them alike, and the one
+that goes first rotates each round (the same work timed twice in a row ran 5-7% faster the second
+time on the 2-core machine, so a fixed order would favour the last). By default a fixed number of
+batches is timed after a short untimed warm-up and seconds per epoch are extrapolated
+(`batches_timed` says so); `full=True` times whole epochs."""
 
 from __future__ import annotations
 

@@ -204,7 +204,6 @@ class NativeLibrary:
             where = f"$CC ({named}) is not on PATH" if named else "no C compiler (cc, gcc or clang) is on PATH"
             return self._give_up(f"{where}; install one (Debian: apt install gcc) for faster CPU pooling")
         out_dir = self.out_dir or cache_dir()
-        reason = ""
         for openmp in (True, False) if shares_torchs_openmp() else (False,):
             lib, reason = self._build_and_load(compiler, out_dir, openmp)
             if lib is not None:
