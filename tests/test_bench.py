@@ -35,13 +35,34 @@ def small():
 
 
 @pytest.fixture(scope="module")
-def lines(small):
-    """Every bench once, as the CLI would print them: one JSON line per result."""
-    printed = []
-    results = run_bench("cpu", runs=1, which=BENCHES, dataset=small, data="fashion-mnist-mini", batches=2,
-                        threads=1, on_result=lambda r: printed.append(json.dumps(r)), epochs=1, batch_size=128)
+def bench_output(small):
+    """Every bench once, as the CLI would print them: one JSON line per result (stdout), and the
+    progress lines (stderr)."""
+    printed, progress = [], []
+    results = run_bench("cpu", runs=2, which=BENCHES, dataset=small, data="fashion-mnist-mini", batches=2,
+                        threads=1, on_result=lambda r: printed.append(json.dumps(r)), on_progress=progress.append,
+                        epochs=1, batch_size=128)
     assert len(printed) == len(results) == 3
-    return printed
+    return printed, progress
+
+
+@pytest.fixture(scope="module")
+def lines(bench_output):
+    return bench_output[0]
+
+
+def test_long_benches_report_each_round_and_run_as_they_finish(bench_output, lines):
+    progress = bench_output[1]
+    rounds = [line for line in progress if line.startswith("cpu-epoch: round ")]
+    assert [line.split(":")[1].split()[1] for line in rounds] == ["1/2", "2/2"]
+    first = _by_name(lines)["cpu-epoch"]["samples_s_per_epoch"]["plain"][0]
+    assert f"plain {first:.2f} s/epoch" in rounds[0]  # the round's own figures, as they come in
+    runs = [line for line in progress if line.startswith("time-to-accuracy fast: run ")]
+    assert len(runs) == 2 and "(seed 0)" in runs[0] and "(seed 1)" in runs[1]
+    result = _by_name(lines)["time-to-accuracy"]
+    for line, seconds in zip(runs, result["seconds_per_run"]):
+        assert ("91% not reached" in line) is (seconds is None)
+    assert len(progress) == 4  # gpu-recipe is skipped on the CPU: nothing more
 
 
 def _by_name(lines):
@@ -60,7 +81,7 @@ def test_every_line_is_json_with_the_common_fields(lines):
 
 def test_cpu_epoch_figures(lines, small):
     r = _by_name(lines)["cpu-epoch"]
-    assert r["runs"] == 1 and r["batches_timed"] == 2 and r["extrapolated"] is True
+    assert r["runs"] == 2 and r["batches_timed"] == 2 and r["extrapolated"] is True
     assert r["batches_per_epoch"] == 8  # 1,024 / 128
     for key in ("plain_s_per_epoch", "cnnlab_fp32_s_per_epoch", "cnnlab_fast_s_per_epoch"):
         assert r[key] > 0 and math.isfinite(r[key])
@@ -79,12 +100,12 @@ def test_cpu_epoch_figures(lines, small):
 
 def test_time_to_accuracy_figures(lines):
     r = _by_name(lines)["time-to-accuracy"]
-    assert r["recipe"] == "fast" and r["target"] == 0.91 and r["seeds"] == [0]
-    assert len(r["accuracies_per_run"]) == 1 and len(r["accuracies_per_run"][0]) == 1  # epochs=1
+    assert r["recipe"] == "fast" and r["target"] == 0.91 and r["seeds"] == [0, 1]
+    assert len(r["accuracies_per_run"]) == 2 and all(len(a) == 1 for a in r["accuracies_per_run"])  # epochs=1
     assert 0 <= r["best_accuracy"] <= 1
-    assert all(s > 0 for s in r["epoch_seconds_per_run"][0])
+    assert all(s > 0 for run in r["epoch_seconds_per_run"] for s in run)
     if r["seconds"] is None:  # 8 steps on 1,024 images: 91% is not expected, and says so
-        assert r["reached"] == 0 and r["epochs_per_run"] == [None]
+        assert r["reached"] == 0 and r["epochs_per_run"] == [None, None]
     else:
         assert r["seconds"] > 0
 

@@ -54,7 +54,8 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
             only names it in the output.
         threads: CPU threads for torch (default: the usable cores).
         recipes: the recipes gpu-recipe measures ("fast", "best").
-        on_progress: called with a line after each gpu-recipe run (the CLI prints it to stderr).
+        on_progress: called with a line after each cpu-epoch round, time-to-accuracy seed and
+            gpu-recipe run (the CLI prints it to stderr; --quiet turns it off).
         first_seed: time-to-accuracy and gpu-recipe run seeds first_seed .. first_seed + runs - 1,
             so a series too long for one sitting can be continued.
         **overrides: TrainConfig fields over the recipes (e.g. epochs=1 for a smoke test).
@@ -89,10 +90,11 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
 
     if "cpu-epoch" in which:
         cpu = torch.device("cpu")
-        emit("cpu-epoch", cpu, bench_cpu_epoch(dataset, runs, None if full else batches, 0 if full else 5), runs)
+        emit("cpu-epoch", cpu, bench_cpu_epoch(dataset, runs, None if full else batches, 0 if full else 5,
+                                               progress=on_progress), runs)
     if "time-to-accuracy" in which:
         emit("time-to-accuracy", target, bench_time_to_accuracy(dataset, target, runs, first_seed=first_seed,
-                                                                 **overrides), runs)
+                                                                 progress=on_progress, **overrides), runs)
     if "gpu-recipe" in which:
         if target.type != "cuda":
             skipped = {"bench": "gpu-recipe", **environment(target), "runs": 0, "skipped": "no CUDA device"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -96,7 +96,8 @@ def cnnlab_epoch(data: ImageDataset, *, precision: str, channels_last: bool, bat
     return watch.seconds, n - warmup
 
 
-def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150, warmup: int = 5) -> dict:
+def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150, warmup: int = 5,
+                    progress: Callable[[str], None] | None = None) -> dict:
     """Median seconds per epoch of the three settings over `runs` alternating rounds, and their ratios.
 
     Args:
@@ -106,6 +107,7 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
         batches: batches timed per setting and round (None: the whole epoch after the warm-up);
             seconds per epoch are extrapolated from them.
         warmup: untimed batches before each timing.
+        progress: called with one line per finished round (a round takes tens of seconds).
     """
     fast = fast_settings("cpu")
     per_epoch = math.ceil(len(data.x_train) / BATCH)
@@ -133,6 +135,10 @@ def bench_cpu_epoch(data: ImageDataset, runs: int = 3, batches: int | None = 150
         for setting in settings[r % 3:] + settings[:r % 3]:  # round r starts with the r-th setting
             seconds, timed = time_one(setting, r)
             samples[setting].append(seconds / timed * per_epoch)
+        if progress is not None:
+            plain, fp32, fast_s = (samples[k][-1] for k in settings)
+            progress(f"cpu-epoch: round {r + 1}/{runs}: plain {plain:.2f} s/epoch, cnnlab fp32 {fp32:.2f}, "
+                     f"cnnlab fast {fast_s:.2f} ({fast_s / plain:.3f}x plain)")
     median = {k: statistics.median(v) for k, v in samples.items()}
     native = MAXPOOL_KERNEL.get() is not None
     return {

@@ -8,6 +8,7 @@ is scored, and that evaluation is not counted (as in ../shared/BENCHMARKS.md's K
 from __future__ import annotations
 
 import statistics
+from typing import Callable
 
 import torch
 
@@ -47,11 +48,19 @@ def time_to_accuracy(data: ImageDataset, device: torch.device, *, recipe: str = 
 
 
 def bench_time_to_accuracy(data: ImageDataset, device: torch.device, runs: int = 1, recipe: str = "fast",
-                           target: float = TARGET, first_seed: int = 0, **overrides) -> dict:
+                           target: float = TARGET, first_seed: int = 0,
+                           progress: Callable[[str], None] | None = None, **overrides) -> dict:
     """`runs` seeds (first_seed, first_seed + 1, ...) of time_to_accuracy, summarised: median seconds
-    over the runs that reached the target."""
+    over the runs that reached the target; `progress` gets one line per finished run."""
     seeds = list(range(first_seed, first_seed + runs))
-    results = [time_to_accuracy(data, device, recipe=recipe, seed=s, target=target, **overrides) for s in seeds]
+    results = []
+    for i, seed in enumerate(seeds):
+        results.append(time_to_accuracy(data, device, recipe=recipe, seed=seed, target=target, **overrides))
+        if progress is not None:
+            r = results[-1]
+            outcome = (f"{target:.0%} after {r['epoch']} epochs, {r['seconds']:.1f} s of training"
+                       if r["seconds"] is not None else f"{target:.0%} not reached (best {max(r['accuracies']):.2%})")
+            progress(f"time-to-accuracy {recipe}: run {i + 1}/{runs} (seed {seed}): {outcome}")
     hit = [r["seconds"] for r in results if r["seconds"] is not None]
     return {
         "recipe": recipe, "target": target, "seeds": seeds, "reached": len(hit),
