@@ -58,7 +58,7 @@ def bench_time_to_accuracy(data: ImageDataset, device: torch.device, runs: int =
         results.append(time_to_accuracy(data, device, recipe=recipe, seed=seed, target=target, **overrides))
         if progress is not None:
             r = results[-1]
-            outcome = (f"{target:.0%} after {r['epoch']} epochs, {r['seconds']:.1f} s of training"
+            outcome = (f"{target:.0%} at epoch {r['epoch']}, {r['seconds']:.1f} s of training"
                        if r["seconds"] is not None else f"{target:.0%} not reached (best {max(r['accuracies']):.2%})")
             progress(f"time-to-accuracy {recipe}: run {i + 1}/{runs} (seed {seed}): {outcome}")
     hit = [r["seconds"] for r in results if r["seconds"] is not None]
