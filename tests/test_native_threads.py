@@ -13,6 +13,8 @@ from torch import nn
 from _train_helpers import grayscale_images
 from cnnlab.native import conv1pool, maxpool2x2
 from cnnlab.native.build import NativeLibrary, find_compiler, openmp_libraries, shares_torchs_openmp
+from test_native_conv_pool import _run, _torch_block
+from test_native_pool import _pool_and_grad
 
 needs_kernels = pytest.mark.skipif(maxpool2x2.LIBRARY.get() is None or conv1pool.LIBRARY.get() is None,
                                    reason=f"the C kernels are not built here: {maxpool2x2.LIBRARY.reason}")
@@ -34,13 +36,6 @@ def test_kernels_share_torchs_openmp_runtime_where_they_can():
         assert len(openmp_libraries()) == 1
 
 
-def _pool(x: torch.Tensor, grad: torch.Tensor, relu: bool):
-    x = x.clone().requires_grad_()
-    y = maxpool2x2.max_pool_2x2(x, relu)
-    y.backward(grad)
-    return y.detach(), x.grad
-
-
 @needs_kernels
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_pooling_on_several_threads_is_torchs_bit_for_bit(threads, dtype):
@@ -51,20 +46,9 @@ def test_pooling_on_several_threads_is_torchs_bit_for_bit(threads, dtype):
     grad = grad.contiguous(memory_format=torch.channels_last)
     threads(3)
     for relu in (False, True):
-        ours = _pool(x, grad, relu)
-        xr = x.clone().requires_grad_()
-        y = F.max_pool2d(xr, 2)
-        y = torch.relu(y) if relu else y
-        y.backward(grad)
-        assert torch.equal(ours[0], y.detach()) and torch.equal(ours[1], xr.grad)
-
-
-def _block(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, bf16: bool):
-    conv.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-        y = conv1pool.conv_relu_pool(conv, x)
-    y.backward(grad)
-    return [y.detach(), conv.weight.grad.clone(), conv.bias.grad.clone()]
+        ours = _pool_and_grad(lambda t: maxpool2x2.max_pool_2x2(t, relu), x, grad)
+        theirs = _pool_and_grad(lambda t: torch.relu(F.max_pool2d(t, 2)) if relu else F.max_pool2d(t, 2), x, grad)
+        assert torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])
 
 
 @needs_kernels
@@ -73,21 +57,22 @@ def test_first_block_gives_the_same_bits_on_one_thread_and_on_three(threads, bf1
     torch.manual_seed(0)
     conv = nn.Conv2d(1, 16, 3, padding=1)
     x = grayscale_images(37, 28, 28)  # 37 images: three chunks of 16 and a short one
-    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-        shape_dtype = conv1pool.conv_relu_pool(conv, x)
-    grad = torch.randn(shape_dtype.shape, generator=torch.Generator().manual_seed(1)).to(shape_dtype.dtype)
+
+    def ours():
+        return conv1pool.conv_relu_pool(conv, x)
+
+    y, _ = _run(ours, conv, x, None, bf16)
+    grad = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y.dtype)
     threads(1)
-    one = _block(conv, x, grad, bf16)
+    one = _run(ours, conv, x, grad, bf16)
     threads(3)
-    three = _block(conv, x, grad, bf16)
-    for a, b in zip(one, three):
+    three = _run(ours, conv, x, grad, bf16)
+    assert torch.equal(one[0], three[0])
+    for a, b in zip(one[1], three[1]):  # weight and bias gradients
         assert torch.equal(a, b)
     # and the chunked sums are still the gradient torch's layers give, to float rounding
-    conv.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-        y = F.max_pool2d(torch.relu(conv(x)), 2)
-    y.backward(grad)
-    torch.testing.assert_close(three[1], conv.weight.grad, rtol=2e-2 if bf16 else 1e-4, atol=1e-4)
+    _, theirs = _run(lambda: _torch_block(conv, x), conv, x, grad, bf16)
+    torch.testing.assert_close(three[1][0], theirs[0], rtol=2e-2 if bf16 else 1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(find_compiler() is None, reason="no C compiler here")
