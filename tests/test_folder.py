@@ -146,3 +146,54 @@ def test_load_image_of_a_missing_file_names_the_path(tmp_path):
         load_image(tmp_path / "missing.png", 1, 28)
     with pytest.raises(DataFormatError, match="is not a file"):
         load_image(tmp_path, 1, 28)
+
+
+def test_16_bit_images_are_scaled_not_clipped(tmp_path):
+    # a 0..65535 ramp as a 16-bit PNG (PIL mode I;16) and a big-endian TIFF (I;16B); PIL's own
+    # convert("L") clips such values, leaving only 0 and 255
+    ramp = np.linspace(0, 65535, 16 * 16).round().astype(np.uint16).reshape(16, 16)
+    expected = torch.from_numpy(((ramp.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    Image.frombytes("I;16B", (16, 16), ramp.astype(">u2").tobytes()).save(tmp_path / "ramp.tif")
+    for name in ("ramp.png", "ramp.tif"):
+        assert torch.equal(load_image(tmp_path / name, 1, 16)[0], expected), name
+        rgb = load_image(tmp_path / name, 3, 16)
+        assert all(torch.equal(rgb[c], expected) for c in range(3)), name
+    root = tmp_path / "scans"
+    for label, level in (("dark", 8000), ("bright", 50000)):
+        for i in range(4):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((8, 8), level + i, np.uint16)).save(root / label / f"{i}.png")
+    ds = load_folder(root, test_fraction=0.25)
+    assert ds.input_shape == (1, 8, 8)
+    by_class = {ds.classes[int(y)]: int(x.max()) for x, y in zip(ds.x_train, ds.y_train)}
+    assert by_class == {"dark": 31, "bright": 195}  # 8003 * 255 / 65535 and 50003 * 255 / 65535
+
+
+def test_float_and_out_of_range_images_are_refused(tmp_path):
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(tmp_path / "f.tif")
+    with pytest.raises(DataFormatError, match=r"f\.tif holds floating-point pixels"):
+        load_image(tmp_path / "f.tif", 1, 8)
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(tmp_path / "i.tif")
+    with pytest.raises(DataFormatError, match=r"i\.tif holds pixel values 70000\.\.70000"):
+        load_image(tmp_path / "i.tif", 1, 8)
+
+
+def test_images_in_nested_folders_belong_to_their_class(tmp_path):
+    root = _tree(tmp_path / "d", per_class=2)
+    for i in range(3):
+        _save(root / "cat" / "2024" / "may" / f"{i}.png", value=7)
+    (root / "cat" / "2024" / "loop").symlink_to(root / "cat")  # a cycle is read once
+    (root / "dog" / "report.pdf").write_bytes(b"%PDF-1.4")  # PIL writes PDFs but cannot read them
+    ds = load_folder(root, test_fraction=0.2)
+    labels = torch.cat([ds.y_train, ds.y_test])
+    assert torch.bincount(labels).tolist() == [5, 2, 2]
+
+
+def test_an_image_too_large_to_decode_safely_is_named(tmp_path, monkeypatch):
+    root = _tree(tmp_path / "d", size=(8, 8))
+    _save(root / "dog" / "huge.png", size=(64, 64))
+    # PIL refuses images over 2 x MAX_IMAGE_PIXELS (179 megapixels by default) when opening
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with pytest.raises(DataFormatError, match=r"huge\.png is too large to decode safely"):
+        load_folder(root)

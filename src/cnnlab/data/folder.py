@@ -3,11 +3,13 @@
     PATH/cat/001.png, PATH/dog/002.jpg, ...            -> a seeded stratified train/test split
     PATH/train/cat/..., PATH/test/cat/...              -> the given split (same classes in both)
 
-Class names are the subfolder names, sorted; hidden files and folders (a leading dot) are
-ignored, and so are files whose extension names no image format PIL reads (notes.txt, Thumbs.db:
-Keras skips them too), with one warning that counts them. A file with an image's extension, or
-with none, must be an image. Images of any mode and size are converted to one channel count
-(grey if every image is grey, else RGB) and one size (the most common one, unless given).
+Class names are the subfolder names, sorted; a class's images may sit in nested folders below it
+(PATH/cat/2024/001.png), as Keras walks them. Hidden files and folders (a leading dot) are
+ignored, and so are files whose extension names no image format PIL reads (notes.txt, Thumbs.db,
+and .pdf, which PIL only writes: Keras skips them too), with one warning that counts them. A file
+with an image's extension, or with none, must be an image. Images of any mode and size are
+converted to one channel count (grey if every image is grey, else RGB) and one size (the most
+common one, unless given); 16-bit images are scaled to 8 bits (v * 255 / 65535), not clipped.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
@@ -25,7 +29,11 @@ from cnnlab.errors import ConfigError, DataFormatError
 
 log = logging.getLogger(__name__)
 
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # PIL modes without colour
+# PIL modes holding integers wider than 8 bits: 16-bit PNG and TIFF scans (microscopy, X-rays), and
+# "I" (32-bit), in which PIL hands out 16-bit data too. PIL's convert("L") clips them to 0..255,
+# which turns a 16-bit image almost all white, so _to_8bit scales them instead.
+WIDE_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+GREY_MODES = {"1", "L", "LA", "F", *WIDE_MODES}  # PIL modes without colour
 
 
 def _visible(folder: Path) -> list[Path]:
@@ -33,8 +41,29 @@ def _visible(folder: Path) -> list[Path]:
 
 
 def _may_be_image(path: Path) -> bool:
-    """A file whose extension names an image format PIL reads (.png, .jpg, .webp, ...), or that has none."""
-    return path.is_file() and (not path.suffix or path.suffix.lower() in Image.registered_extensions())
+    """A file whose extension names an image format PIL reads (.png, .jpg, .webp, ...), or that has
+    none; formats PIL can only write (.pdf, .palm) are no images to read."""
+    if not path.is_file():
+        return False
+    if not path.suffix:
+        return True
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    return image_format is not None and image_format in Image.OPEN
+
+
+def _walk(folder: Path, seen: set[Path] | None = None) -> Iterator[Path]:
+    """Every visible entry below folder that is not a folder, depth first in sorted order; a
+    folder reached twice through symbolic links is read once (no endless loop)."""
+    seen = set() if seen is None else seen
+    real = folder.resolve()
+    if real in seen:
+        return
+    seen.add(real)
+    for p in _visible(folder):
+        if p.is_dir():
+            yield from _walk(p, seen)
+        else:
+            yield p
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -44,17 +73,17 @@ def _class_folders(root: Path) -> list[Path]:
         raise DataFormatError(f"{root} has no class folders; put each class's images in its "
                               f"own subfolder, e.g. {root}/cat/1.png and {root}/dog/2.png")
     for folder in classes:
-        if not any(_may_be_image(p) for p in _visible(folder)):
+        if not any(_may_be_image(p) for p in _walk(folder)):
             raise DataFormatError(f"class folder {folder} holds no images; add images to it "
                                   "or remove it")
     return classes
 
 
 def _files(class_folders: list[Path]) -> tuple[list[Path], list[int]]:
-    """The image files of each class folder and their labels; other files are skipped, said once."""
+    """The image files below each class folder and their labels; other files are skipped, said once."""
     paths, labels, skipped = [], [], []
     for label, folder in enumerate(class_folders):
-        for p in _visible(folder):
+        for p in _walk(folder):
             if _may_be_image(p):
                 paths.append(p)
                 labels.append(label)
@@ -70,6 +99,11 @@ def _open(path: Path) -> Image.Image:
     """Open an image lazily (header only), or raise DataFormatError naming the file."""
     try:
         return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        # PIL refuses images over 2 x Image.MAX_IMAGE_PIXELS (179 megapixels), which could fill
+        # the memory when decoded: a guard against crafted files
+        raise DataFormatError(f"{path} is too large to decode safely ({exc}); shrink it, or "
+                              "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file") from None
     except (UnidentifiedImageError, OSError) as exc:
         reason = "is not an image PIL can read" if isinstance(exc, UnidentifiedImageError) \
             else f"cannot be opened ({exc})"
@@ -77,10 +111,30 @@ def _open(path: Path) -> Image.Image:
                               "JPEG file") from None
 
 
+def _to_8bit(image: Image.Image, path: Path) -> Image.Image:
+    """A 16- or 32-bit integer image as 8-bit grey, v * 255 / 65535 rounded; others as they are.
+
+    Raises:
+        DataFormatError: floating-point pixels (mode F, whose range is unknowable), or integers
+            outside 0..65535.
+    """
+    if image.mode == "F":
+        raise DataFormatError(f"{path} holds floating-point pixels (PIL mode F), whose range "
+                              "cnnlab cannot know; save it as an 8- or 16-bit PNG")
+    if image.mode not in WIDE_MODES:
+        return image
+    values = np.asarray(image).astype(np.int64)  # (H, W); I;16B arrives big-endian, made native
+    low, high = int(values.min()), int(values.max())
+    if low < 0 or high > 65535:
+        raise DataFormatError(f"{path} holds pixel values {low}..{high}, outside 16-bit 0..65535; "
+                              "save it as an 8- or 16-bit PNG")
+    return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8))
+
+
 def _convert(image: Image.Image, path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
     """PIL image -> uint8 (C, H, W) with `channels` (1 or 3) and `size` (H, W)."""
     try:
-        image = image.convert("L" if channels == 1 else "RGB")
+        image = _to_8bit(image, path).convert("L" if channels == 1 else "RGB")
         if image.size != (size[1], size[0]):  # PIL sizes are (W, H)
             # bilinear with PIL's antialiasing support when shrinking
             image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
