@@ -195,3 +195,54 @@ def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
     write_idx_set(served)
     with serve(tmp_path / "srv") as url, pytest.raises(DatasetNotFound, match="cannot write to"):
         load_dataset("mnist", mirror=url, checksums=sha256s(served))
+
+
+@pytest.mark.skipif(not DEBIAN.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_a_folder_of_another_named_set_is_refused(tmp_path, monkeypatch):
+    # $CNNLAB_DATA pointing at Fashion-MNIST's own folder: the four IDX names match mnist's too,
+    # but its test labels are Fashion-MNIST's by their pinned SHA-256
+    env = tmp_path / "env"
+    env.mkdir()
+    for name in IDX_NAMES:
+        (env / name).symlink_to(DEBIAN / name)
+    monkeypatch.setenv("CNNLAB_DATA", str(env))
+    assert fetch("fashion-mnist", download=False) == env
+    for other in ("mnist", "kmnist"):
+        with pytest.raises(DataFormatError, match=f"holds fashion-mnist's files, not {other}'s"):
+            load_dataset(other, download=False)
+    # an unzipped copy of the labels is recognised too
+    (env / IDX_NAMES[3]).unlink()
+    (env / IDX_NAMES[3].removesuffix(".gz")).write_bytes(
+        gzip.decompress((DEBIAN / IDX_NAMES[3]).read_bytes()))
+    with pytest.raises(DataFormatError, match="fashion-mnist's files"):
+        fetch("mnist", download=False)
+
+
+def test_a_half_full_data_dir_is_named_not_passed_over(tmp_path, monkeypatch):
+    write_idx_set(tmp_path / "env" / "mnist", seed=2)  # a complete copy elsewhere
+    monkeypatch.setenv("CNNLAB_DATA", str(tmp_path / "env"))
+    write_idx_set(tmp_path / "given")
+    (tmp_path / "given" / IDX_NAMES[3]).unlink()
+    with pytest.raises(DatasetNotFound) as info:
+        load_dataset("mnist", tmp_path / "given", download=False)
+    message = str(info.value)
+    assert f"{tmp_path / 'given'} holds only part of mnist" in message
+    assert f"{IDX_NAMES[3]} is missing" in message and IDX_NAMES[2] not in message
+    # an empty --data-dir is searched and passed over, as the search order says
+    (tmp_path / "empty").mkdir()
+    assert fetch("mnist", tmp_path / "empty", download=False) == tmp_path / "env" / "mnist"
+
+
+def test_downloaded_files_get_the_umask_mode(tmp_path):
+    import os
+
+    served = tmp_path / "srv" / "mnist"
+    write_idx_set(served)
+    old = os.umask(0o022)
+    try:
+        with serve(tmp_path / "srv") as url:
+            load_dataset("mnist", mirror=url, checksums=sha256s(served))
+    finally:
+        os.umask(old)
+    modes = {p.stat().st_mode & 0o777 for p in (tmp_path / "xdg" / "cnnlab" / "mnist").iterdir()}
+    assert modes == {0o644}  # mkstemp alone leaves 0600: unreadable to other users

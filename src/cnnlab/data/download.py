@@ -71,6 +71,13 @@ def _transfer(url: str, out, timeout: float, on_progress: ProgressFn | None) -> 
     return digest.hexdigest()
 
 
+def _current_umask() -> int:
+    """The process's umask (reading it means setting it, so it is set straight back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _matches_raw(path: Path, raw_sha256: str) -> bool:
     """True when the gzip file at path decompresses to bytes with this SHA-256."""
     try:
@@ -105,6 +112,9 @@ def download_file(url: str, dest: str | os.PathLike, *, sha256: str,
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        # mkstemp makes the file 0600 whatever the umask; a downloaded dataset gets the mode any
+        # new file gets (0644 under umask 022), so a cache shared between users stays readable
+        os.chmod(tmp_name, 0o666 & ~_current_umask())
     except OSError as exc:
         raise DownloadError(f"cannot write to {dest.parent}: {exc.strerror}") from None
     tmp = Path(tmp_name)

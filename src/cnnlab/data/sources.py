@@ -4,6 +4,7 @@ pinned SHA-256 sums; `load_dataset` turns a spec (a name or folder:PATH) into an
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import torch
 from cnnlab.data import cifar
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.download import DownloadError, ProgressFn, download_file
-from cnnlab.data.idx import check_pair, parse_idx, read_idx
+from cnnlab.data.idx import check_pair, maybe_gunzip, parse_idx, read_idx
 from cnnlab.errors import DataFormatError, DatasetNotFound
 
 
@@ -137,6 +138,51 @@ def is_complete(source: Source, folder: Path) -> bool:
     return all(_idx_path(folder, f.name) is not None for f in source.files)
 
 
+def _owner_of_labels(source: Source, folder: Path) -> str | None:
+    """The name of another dataset whose pinned test labels folder holds, if any, else None.
+
+    The four IDX sets share their file names, so a folder of Fashion-MNIST looks complete to
+    mnist too. The 10,000 test labels (5-10 KB) tell the sets apart: their SHA-256, as stored
+    and decompressed, is compared with every other set's pins.
+    """
+    label_file = source.files[3].name  # t10k-labels-idx1-ubyte.gz
+    path = _idx_path(folder, label_file)
+    stored = path.read_bytes()
+    raw = bytes(maybe_gunzip(stored, str(path)))
+    digests = {hashlib.sha256(stored).hexdigest(), hashlib.sha256(raw).hexdigest()}
+    for other in SOURCES.values():
+        if other is source or other.kind != "idx":
+            continue
+        spec = other.files[3]
+        if digests & {spec.sha256, spec.raw_sha256}:
+            return other.name
+    return None
+
+
+def _check_found(source: Source, folder: Path) -> None:
+    """Refuse a complete-looking folder that holds another named dataset's files."""
+    if source.kind != "idx":
+        return
+    owner = _owner_of_labels(source, folder)
+    if owner is not None:
+        raise DataFormatError(
+            f"{folder} holds {owner}'s files, not {source.name}'s (its test labels are "
+            f"{owner}'s, by SHA-256); point --data-dir or $CNNLAB_DATA at {source.name}'s files "
+            f"or at a folder holding a {source.name}/ subfolder")
+
+
+def _check_partial(source: Source, folder: Path) -> None:
+    """Refuse a folder the user named that holds some of an IDX dataset's files but not all."""
+    if source.kind != "idx":
+        return
+    missing = [f.name for f in source.files if _idx_path(folder, f.name) is None]
+    if 0 < len(missing) < len(source.files):
+        raise DatasetNotFound(f"{folder} holds only part of {source.name}: {', '.join(missing)} "
+                              f"{'is' if len(missing) == 1 else 'are'} missing; add "
+                              f"{'it' if len(missing) == 1 else 'them'} (from {source.url}) or "
+                              "pass a --data-dir holding all four files")
+
+
 def _lookup(name: str) -> Source:
     if name not in SOURCES:
         known = ", ".join([*SOURCES, MINI, "folder:PATH"])
@@ -176,16 +222,28 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, download: boo
 
     Returns:
         The folder holding the complete dataset.
+
+    Raises:
+        DatasetNotFound: nowhere on disk and not downloadable, or data_dir holds part of it.
+        DataFormatError: the folder found holds another named dataset's files (e.g. $CNNLAB_DATA
+            pointing at Fashion-MNIST's folder when mnist is asked for), or a download's
+            checksum is wrong.
     """
     source = _lookup(name)
     searched = candidate_dirs(name, data_dir)
+    given = searched[:2] if data_dir is not None else []  # --data-dir and --data-dir/name
+    if given and not any(is_complete(source, folder) for folder in given):
+        for folder in given:  # a folder the user named is not passed over when half full
+            _check_partial(source, folder)
     for folder in searched:
         if is_complete(source, folder):
+            _check_found(source, folder)
             return folder
     target = cache_dir() / name
     needed = ", ".join(f.name for f in source.files)
     where = ", ".join(str(p) for p in searched)
-    how = f"put {needed} in {target} or pass --data-dir DIR"
+    how = (f"put {needed} in the --data-dir given ({data_dir})" if data_dir is not None
+           else f"put {needed} in {target} or pass --data-dir DIR")
     if not download:
         raise DatasetNotFound(f"{name} was not found in {where} and downloading is off; {how}")
     mirror = mirror or os.environ.get("CNNLAB_MIRROR")
