@@ -31,7 +31,7 @@ def _write_tarball(folder, protocol: int, n: int = 4) -> dict:
     return batches
 
 
-@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("protocol", [2, 4, 5])  # 5: pickle.HIGHEST_PROTOCOL, numeric._frombuffer
 def test_tarball_loads(tmp_path, protocol, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     batches = _write_tarball(tmp_path, protocol)

@@ -40,16 +40,28 @@ def _reconstruct():
     return fn
 
 
+def _frombuffer():
+    """numpy's array-from-buffer constructor, which pickle protocol 5 names (numpy >= 1.16)."""
+    try:
+        from numpy._core.numeric import _frombuffer as fn
+    except ImportError:  # numpy < 2
+        from numpy.core.numeric import _frombuffer as fn
+    return fn
+
+
 def _encode(text, encoding="latin1"):
     """Stand-in for _codecs.encode, which Python 3 pickles of bytes at protocol 2 call."""
     return text.encode(encoding)
 
 
 # (module, name) -> object: the only globals a CIFAR batch may name. The original batches were
-# written by Python 2 and name numpy.core.multiarray; re-saved ones may name numpy._core.
+# written by Python 2 and name numpy.core.multiarray; re-saved ones may name numpy._core, and
+# those saved with protocol 5 (pickle.HIGHEST_PROTOCOL) build arrays with numeric._frombuffer.
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct(),
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct(),
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer(),
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer(),
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _encode,
