@@ -125,6 +125,23 @@ def test_missing_dataset_offline_says_where_it_looked(tmp_path, capsys, monkeypa
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_download_failing_midway_ends_its_bar_before_the_error(tmp_path, capsys, monkeypatch):
+    from _data_helpers import serve, write_idx_set
+
+    write_idx_set(tmp_path / "srv" / "mnist", n_train=500, side=28)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("CNNLAB_DATA", raising=False)
+    with serve(tmp_path / "srv", drop_mid_body=True) as url:
+        monkeypatch.setenv("CNNLAB_MIRROR", url)
+        code = main(["train", "--data", "mnist", "--out", str(tmp_path / "runs")])  # not --quiet
+    err = capsys.readouterr().err
+    assert code == 2 and "downloading mnist" in err  # the bar was drawn
+    # what a terminal shows of the error's line: the text after its last carriage return
+    shown = [line.rsplit("\r", 1)[-1] for line in err.split("\n") if "error:" in line]
+    assert len(shown) == 1 and shown[0].startswith("error: mnist was not found"), err
+    assert not (tmp_path / "runs").exists()
+
+
 def _png_tree(root: Path, classes: dict[str, int], size=(20, 20)) -> None:
     rng = np.random.default_rng(0)
     for k, (name, count) in enumerate(classes.items()):

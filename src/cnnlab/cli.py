@@ -88,8 +88,12 @@ def cmd_train(args) -> int:
     else:
         cfg = train_config(args)
         progress = console.Progress(epochs=cfg.epochs, quiet=args.quiet)
-        result = pipeline.train(cfg, callbacks=[progress],
-                                on_download=console.download_bar(f"downloading {cfg.data}", args.quiet))
+        bar = console.download_bar(f"downloading {cfg.data}", args.quiet)
+        try:
+            result = pipeline.train(cfg, callbacks=[progress], on_download=bar)
+        finally:
+            if bar is not None:
+                bar.close()
     m = result.metrics
     if "member_results" in m:  # an ensemble: each member, their mean, and the combined models
         from cnnlab.ensemble import format_table

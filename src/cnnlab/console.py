@@ -95,21 +95,29 @@ class Progress:
             self._write(f"stopped after epoch {done} of {self.epochs}: {reason}")
 
 
-def download_bar(label: str, quiet: bool = False, stream: TextIO | None = None):
-    """An ``on_progress(done_bytes, total_bytes)`` callback drawing a download bar."""
-    if quiet:
-        return None
-    from tqdm import tqdm
+class DownloadBar:
+    """An ``on_progress(done_bytes, total_bytes)`` callback drawing a download bar; close() ends
+    the bar when a download fails midway, so an error message starts on a line of its own."""
 
-    state: dict = {}
+    def __init__(self, label: str, stream: TextIO | None = None):
+        self.label, self.stream, self._bar = label, stream, None
 
-    def on_progress(done: int, total: int) -> None:
-        bar = state.get("bar")
-        if bar is None:
-            bar = state["bar"] = tqdm(total=total or None, desc=label, unit="B", unit_scale=True,
-                                      file=stream or sys.stderr, leave=False)
-        bar.update(done - bar.n)
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total or None, desc=self.label, unit="B", unit_scale=True,
+                             file=self.stream or sys.stderr, leave=False)
+        self._bar.update(done - self._bar.n)
         if total and done >= total:
-            bar.close()
+            self.close()
 
-    return on_progress
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def download_bar(label: str, quiet: bool = False, stream: TextIO | None = None) -> DownloadBar | None:
+    """A DownloadBar labelled `label`, or None (no callback) when quiet."""
+    return None if quiet else DownloadBar(label, stream)
