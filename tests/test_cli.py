@@ -163,6 +163,64 @@ def test_folder_dataset_trains(tmp_path, capsys):
     assert json.loads((run / "metrics.json").read_text())["n_test"] == 18  # 20% of each class
 
 
+def test_evaluate_on_other_data_keeps_the_runs_own_metrics_and_checks_class_names(
+        tmp_path, capsys, monkeypatch):
+    _png_tree(tmp_path / "a", {"cat": 10, "dog": 10})
+    _png_tree(tmp_path / "b", {"cat": 10, "dog": 10})
+    _png_tree(tmp_path / "c", {"emu": 10, "fox": 10})
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "train", "--data", "folder:a", "--epochs", "1", "--out", "runs")
+    assert code == 0, err
+    run = only_run(tmp_path / "runs")
+    # the relative folder is kept absolute: evaluate, report and --resume work from anywhere
+    assert json.loads((run / "config.json").read_text())["data"] == f"folder:{tmp_path / 'a'}"
+    own = (run / "metrics.json").read_text()
+    code, out, err = run_cli(capsys, "evaluate", str(run), "--data", "folder:b")
+    assert code == 0, err
+    assert f"pictures and metrics.json in {run / 'evaluate' / 'folder-b'}" in out
+    assert (run / "metrics.json").read_text() == own  # the run's own test metrics are kept
+    other = json.loads((run / "evaluate" / "folder-b" / "metrics.json").read_text())
+    assert other["data"] == f"folder:{tmp_path / 'b'}" and other["n_test"] == 4
+    assert (run / "evaluate" / "folder-b" / "confusion.png").is_file()
+    code, _, err = run_cli(capsys, "evaluate", str(run), "--data", "folder:c")
+    assert code == 2
+    assert "folder:c has classes emu, fox but the run's model was trained on cat, dog" in _error_line(err)
+    monkeypatch.chdir(tmp_path / "c")  # a folder holding no a/: the run still finds its data
+    code, out, err = run_cli(capsys, "evaluate", str(run))
+    assert code == 0 and f"pictures and metrics.json in {run}\n" in out, err
+
+
+def test_splits_that_would_be_empty_are_refused_before_training(tmp_path, capsys):
+    _png_tree(tmp_path / "few", {"cat": 2, "dog": 2})  # a fifth of 2, rounded: no test image
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'few'}", "--out",
+                           str(tmp_path / "runs"))
+    assert code == 2 and "few has no test images to evaluate on" in _error_line(err)
+    _png_tree(tmp_path / "ten", {"cat": 10, "dog": 10})  # 8 training images a class
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'ten'}", "--val-split",
+                           "0.05", "--out", str(tmp_path / "runs"))
+    assert code == 2
+    assert ("--val-split 0.05 holds out no images: ten's classes have at most 8 training images "
+            "and round(8 x 0.05) = 0") in _error_line(err)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_channel_that_never_varies_trains(tmp_path, capsys):
+    # RGB images whose blue channel is always 0: its std is 0, floored at one grey level
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(("left", "right")):
+        (tmp_path / "rg" / name).mkdir(parents=True)
+        for i in range(10):
+            img = np.zeros((12, 12, 3), np.uint8)
+            img[..., :2] = rng.integers(0, 60, (12, 12, 2))
+            img[:, k * 6:(k + 1) * 6, 0] = 255
+            Image.fromarray(img, "RGB").save(tmp_path / "rg" / name / f"{i}.png")
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'rg'}", "--epochs", "2",
+                           "--batch-size", "8", "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    model = json.loads((only_run(tmp_path / "runs") / "model.json").read_text())
+    assert model["std"][2] == pytest.approx(1 / 255) and model["mean"][2] == 0.0
+
+
 def test_folder_with_empty_class_and_non_image(tmp_path, capsys):
     _png_tree(tmp_path / "a", {"cat": 3, "dog": 3})
     (tmp_path / "a" / "bird").mkdir()

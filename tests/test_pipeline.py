@@ -210,3 +210,26 @@ def test_settings_refused_before_training_leave_no_run_directory(tmp_path):
     with pytest.raises(ConfigError, match="whiten_stem needs a first convolution with 2\\*C\\*k\\*k = 18 filters"):
         pipeline.train(cfg)
     assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_image_files_are_converted_as_training_converted_the_dataset(tmp_path):
+    # LeNet-5 takes 32x32 images: training zero-pads the 28x28 Fashion-MNIST ones; a 28x28 PNG of a
+    # test image must reach the model padded the same way, not stretched to 32x32
+    from PIL import Image
+
+    from cnnlab.predict import model_input
+
+    result = cnnlab.train_run(model="lenet5", data="fashion-mnist-mini", epochs=1, batch_size=256,
+                              out=str(tmp_path), verbose=False)
+    run = cnnlab.load_run(result.run_dir)
+    assert run.data_size == (28, 28) and run.input_shape == (1, 32, 32)
+    data = cnnlab.load_dataset("fashion-mnist-mini")
+    image = tmp_path / "t0.png"
+    Image.fromarray(data.x_test[0, 0].numpy()).save(image)
+    padded = data.with_shape(1, (32, 32)).x_test[:1]
+    assert torch.equal(model_input(run, image), padded[0])
+    with torch.inference_mode():
+        probs = torch.softmax(run.model((padded.float() / 255 - run.mean[0]) / run.std[0]), 1)[0]
+    ((_, top),) = cnnlab.predict_images(result.run_dir, [image], top_k=10)
+    assert [name for name, _ in top] == [run.classes[i] for i in probs.argsort(descending=True)]
+    assert [p for _, p in top] == pytest.approx(probs.sort(descending=True).values.tolist(), abs=1e-6)

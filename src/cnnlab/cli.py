@@ -105,13 +105,13 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cnnlab.predict import evaluate_run
+    from cnnlab.predict import evaluate_run, evaluation_dir
 
     m = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, tta=args.tta)
     print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  ({m['n_test']} images)")
     for row in m.get("most_confused", [])[:3]:
         print(f"  most confused: {row['true']} -> {row['pred']} ({row['count']}x)")
-    print(f"pictures and metrics.json in {args.run}")
+    print(f"pictures and metrics.json in {evaluation_dir(args.run, args.data)}")
     return 0
 
 

@@ -23,7 +23,7 @@ def train_ensemble(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_downlo
 
     model_name, data_name = pipeline.run_names(cfg)
     root = runs.new_run_dir(cfg.out, f"{model_name}-ensemble{cfg.ensemble}", data_name)
-    runs.write_json(root / "config.json", cfg.to_dict())
+    runs.write_json(root / "config.json", {**cfg.to_dict(), **pipeline.lasting_paths(cfg)})
     members = []
     for i in range(cfg.ensemble):
         member = cfg.replace(seed=cfg.seed + i, ensemble=1)

@@ -191,7 +191,7 @@ def top_losses(probs, y, k: int = 16):
 
 
 def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None = None,
-                  top: int = 16) -> dict:
+                  top: int = 16, data: str | None = None) -> dict:
     """Write metrics.json (merged into any existing one) and confusion.csv in the run directory.
 
     Args:
@@ -201,10 +201,11 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
         classes: the K class names.
         tta: the TTA mode used (recorded).
         top: how many highest-loss examples to record (indices into the test set).
+        data: the dataset spec evaluated on, recorded as "data" when given.
 
     Returns:
         The metrics written: test_loss, test_accuracy, n_test, tta, classes, per_class,
-        macro_f1, confusion_matrix (rows = true), most_confused, top_losses.
+        macro_f1, confusion_matrix (rows = true), most_confused, top_losses (and data).
     """
     run_dir = Path(run_dir)
     probs = torch.as_tensor(probs).float()
@@ -234,6 +235,8 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
             for i, v in zip(idx.tolist(), losses.tolist())
         ],
     }
+    if data is not None:
+        metrics["data"] = data
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "metrics.json"
     merged = {}

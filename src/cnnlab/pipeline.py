@@ -1,6 +1,6 @@
 """The whole training job: data + model + training + the run directory.
 
-`cnnlab train` and the Python API (`cnnlab.train(...)`) both call `train()`; `--resume` calls
+`cnnlab train` and the Python API (`cnnlab.train_run(...)`) both call `train()`; `--resume` calls
 `resume()`. The order matters for "nothing half written": data and model are loaded and checked
 first, so a bad dataset or model name fails before any run directory exists; a run that stops
 early (NaN, Ctrl-C) keeps its checkpoint but no metrics.json, so it never looks finished.
@@ -24,8 +24,9 @@ import cnnlab
 from cnnlab import runs
 from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
+from cnnlab.data.sources import absolute_spec
 from cnnlab.data.mix import BatchMix
-from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.errors import ConfigError, DataFormatError, ShapeError
 from cnnlab.evaluate import tta_warning
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import GRAPHING_COMPILE_MODES, TrainConfig
@@ -53,6 +54,7 @@ class Prepared:
     data: ImageDataset  # converted to the model's input shape
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    data_size: tuple[int, int] | None = None  # (H, W) of the dataset's images before conversion
 
 
 @dataclass
@@ -90,16 +92,39 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) 
     return model, model.spec
 
 
+def check_splits(data: ImageDataset, val_split: float) -> None:
+    """Refuse a dataset whose test set, validation share or training rest would be empty, before
+    an epoch is spent (split_validation holds out round(count x val_split) of each class)."""
+    if len(data.x_test) == 0:
+        raise DataFormatError(f"{data.name} has no test images to evaluate on; add test images "
+                              "(for a folder: a test/ subfolder, or at least 3 images per class, "
+                              "of which a fifth is held out, rounded)")
+    if val_split > 0:
+        counts = torch.bincount(data.y_train)
+        held = int(torch.round(counts.double() * val_split).sum())
+        most = int(counts.max())
+        if held == 0:
+            raise DataFormatError(
+                f"--val-split {val_split:g} holds out no images: {data.name}'s classes have at "
+                f"most {most} training images and round({most} x {val_split:g}) = 0; raise "
+                "--val-split, add images, or pass --val-split 0")
+        if held == len(data.y_train):
+            raise DataFormatError(f"--val-split {val_split:g} holds out every training image "
+                                  f"of {data.name}; lower it or add images")
+
+
 def prepare(cfg: TrainConfig, on_download: Callable[[int, int], None] | None = None) -> Prepared:
     """Load the data and build the model for a config, checking both before anything is written."""
     data = load_dataset(cfg.data, cfg.data_dir, on_progress=on_download, seed=cfg.seed)
+    check_splits(data, cfg.val_split)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
     model, spec = build_model(cfg.model, data.num_classes, data.input_shape)
+    data_size = tuple(data.input_shape[1:])
     channels, height, width = model.input_shape
     data = data.with_shape(channels, (height, width))
     if cfg.init:
         init_weights(model, cfg.init)
-    return Prepared(model, spec, data, data.mean, data.std)
+    return Prepared(model, spec, data, data.mean, data.std, data_size)
 
 
 def batch_augment(cfg: TrainConfig) -> Augment | None:
@@ -130,9 +155,19 @@ def test_batches(p_data: ImageDataset, mean, std, device, channels_last: bool = 
                          mean=mean, std=std, channels_last=channels_last)
 
 
+def lasting_paths(cfg: TrainConfig) -> dict[str, str]:
+    """cfg's folder: dataset and data_dir as absolute paths, so that evaluate, report and
+    --resume find the same data from any working directory, not a namesake folder there."""
+    paths = {"data": absolute_spec(cfg.data)}
+    if cfg.data_dir:
+        paths["data_dir"] = str(Path(cfg.data_dir).expanduser().resolve())
+    return paths
+
+
 def run_config(cfg: TrainConfig, device: torch.device) -> dict:
-    """config.json: every setting plus the versions and hardware that produced the run."""
-    return {**cfg.to_dict(), "created": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
+    """config.json: every setting (paths made absolute) plus the versions and hardware that
+    produced the run."""
+    return {**cfg.to_dict(), **lasting_paths(cfg), "created": time.strftime("%Y-%m-%d %H:%M:%S %z"), "cnnlab_version": cnnlab.__version__, "torch_version": torch.__version__,
             "python_version": platform.python_version(), "device_used": str(device)}
 
 
@@ -222,7 +257,8 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
         run_dir.mkdir(parents=True, exist_ok=True)
         runs.mark_incomplete(run_dir)
     runs.write_json(run_dir / "config.json", run_config(cfg, device))
-    runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std)
+    runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std,
+                         p.data_size)
     try:
         trainer = _trainer(cfg, p, run_dir, callbacks, device)
     except Exception:
@@ -284,7 +320,8 @@ def _finish(cfg: TrainConfig, p: Prepared, trainer: Trainer, run_dir: Path) -> T
     runs.save_weights(run_dir, model)
     test_b = test_batches(p.data, p.mean, p.std, trainer.device, cfg.channels_last)
     probs, y = predict_proba(model, test_b, trainer.device, tta=cfg.tta)
-    metrics = write_metrics(run_dir, probs, y, p.data.classes, tta=cfg.tta)
+    metrics = write_metrics(run_dir, probs, y, p.data.classes, tta=cfg.tta,
+                            data=absolute_spec(cfg.data))
     save_curves(run_dir / "history.csv", run_dir / "curves.png", title="{} on {}".format(*run_names(cfg)))
     try:
         from cnnlab.explain.report import write_report

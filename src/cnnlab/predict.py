@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -10,7 +11,9 @@ import torch
 
 from cnnlab import runs
 from cnnlab.data import load_dataset
+from cnnlab.data.dataset import convert_images
 from cnnlab.data.folder import load_image
+from cnnlab.data.sources import absolute_spec
 from cnnlab.errors import ConfigError
 from cnnlab.outputs import as_logits, ends_in_softmax
 
@@ -28,8 +31,23 @@ def run_dataset(run: runs.Run, data: str | None, data_dir: str | None,
     if dataset.num_classes != len(run.classes):
         raise ConfigError(f"{spec} has {dataset.num_classes} classes but the run's model predicts "
                           f"{len(run.classes)}: evaluate on a dataset with the same classes")
+    if list(dataset.classes) != list(run.classes):
+        raise ConfigError(f"{spec} has classes {', '.join(dataset.classes)} but the run's model "
+                          f"was trained on {', '.join(run.classes)}: evaluate on a dataset with the "
+                          "same classes in the same order")
     channels, height, width = input_shape or run.input_shape
     return dataset.with_shape(channels, (height, width))
+
+
+def evaluation_dir(run_dir: str | Path, data: str | None = None) -> Path:
+    """Where evaluate_run writes: the run directory for the run's own test set, and
+    RUN/evaluate/<data>/ for another dataset, so that the run's own metrics stay as they are."""
+    run_dir = Path(run_dir)
+    own = runs.read_config(run_dir).get("data")
+    if data is None or own is not None and absolute_spec(data) == absolute_spec(own):
+        return run_dir
+    name = "folder-" + Path(data.removeprefix("folder:")).name if data.startswith("folder:") else data
+    return run_dir / "evaluate" / (re.sub(r"[^\w.-]+", "_", name) or "data")
 
 
 def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | None = None,
@@ -38,12 +56,13 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str 
 
     Args:
         run_dir: a finished run directory.
-        data: another dataset spec to evaluate on (same classes), default the run's own.
+        data: another dataset spec to evaluate on (the same classes), default the run's own; its
+            files go to RUN/evaluate/<data>/ (evaluation_dir), leaving the run's own in place.
         data_dir: where that dataset lives.
         tta: test-time augmentation: None, "flip" or "flip-translate".
 
     Returns:
-        The metrics dict written to metrics.json.
+        The metrics dict written to metrics.json, with "data": the dataset evaluated on.
     """
     from cnnlab.evaluate import predict_proba, tta_warning, write_metrics
     from cnnlab.explain.confusion import confusion_figure, top_losses_figure
@@ -56,13 +75,15 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str 
     dataset = run_dataset(run, data, data_dir)
     device = next(run.model.parameters()).device
     probs, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device, tta=tta)
-    metrics = write_metrics(run.path, probs, y, run.classes, tta=tta)
+    out = evaluation_dir(run.path, data)
+    metrics = write_metrics(out, probs, y, run.classes, tta=tta,
+                            data=absolute_spec(data or run.config.get("data", "")) or None)
     cm = torch.tensor(metrics["confusion_matrix"])
-    save_figure(confusion_figure(cm, run.classes), run.path / "confusion.png")
+    save_figure(confusion_figure(cm, run.classes), out / "confusion.png")
     worst = [row["index"] for row in metrics["top_losses"]]
     pred = probs.argmax(1)
     save_figure(top_losses_figure(dataset.x_test[worst], y[worst], pred[worst], probs[worst, pred[worst]],
-                                  run.classes), run.path / "top_losses.png")
+                                  run.classes), out / "top_losses.png")
     return metrics
 
 
@@ -83,6 +104,17 @@ def report_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | 
     return write_report(run.path, run=run, test_data=(dataset.x_test, dataset.y_test), n_examples=examples)
 
 
+def model_input(run: runs.Run, path: str | Path) -> torch.Tensor:
+    """One image file as the run's model input, uint8 (C, H, W), converted as training converted
+    its dataset: to the dataset's own image size first (run.data_size), then by convert_images'
+    rules to the model's (28x28 Fashion-MNIST zero-padded to LeNet-5's 32x32, not stretched)."""
+    channels, height, width = run.input_shape
+    if run.data_size is None:  # a model.save folder, or a run from before data_size was kept
+        return load_image(path, channels, (height, width))
+    image = load_image(path, channels, run.data_size)
+    return convert_images(image[None], channels, (height, width))[0]
+
+
 def predict_images(run_dir: str | Path, paths: Sequence[str | Path], *, top_k: int = 3
                    ) -> list[tuple[str, list[tuple[str, float]]]]:
     """Top-k classes with probabilities for image files (any size or mode, converted as in training).
@@ -91,8 +123,7 @@ def predict_images(run_dir: str | Path, paths: Sequence[str | Path], *, top_k: i
         [(path, [(class name, probability), ...]), ...] in the order given.
     """
     run = runs.load_run(run_dir)
-    channels, height, width = run.input_shape
-    images = torch.stack([load_image(p, channels, (height, width)) for p in paths])
+    images = torch.stack([model_input(run, p) for p in paths])
     mean = torch.tensor(run.mean).view(1, -1, 1, 1)
     std = torch.tensor(run.std).view(1, -1, 1, 1)
     with torch.inference_mode():
@@ -114,8 +145,7 @@ def inspect_run(run_dir: str | Path, image: str | Path, *, layers: Sequence[str]
     from cnnlab.explain.inspect import inspect_image
 
     run = runs.load_run(run_dir)
-    channels, height, width = run.input_shape
-    x = load_image(image, channels, (height, width))
+    x = model_input(run, image)
     out_dir = Path(out) if out else run.path / "inspect" / Path(image).stem
     result = inspect_image(run.model, x, run.classes, run.mean, run.std, out_dir, layers=layers,
                            class_index=class_index)

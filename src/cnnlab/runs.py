@@ -110,7 +110,8 @@ def read_history(path: str | Path) -> list[dict]:
 
 
 def save_model_json(run_dir: str | Path, spec: dict, classes: Sequence[str], input_shape: Sequence[int],
-                    mean: Sequence[float], std: Sequence[float]) -> Path:
+                    mean: Sequence[float], std: Sequence[float],
+                    data_size: Sequence[int] | None = None) -> Path:
     """Write model.json: how to rebuild the model and feed it.
 
     Args:
@@ -119,12 +120,16 @@ def save_model_json(run_dir: str | Path, spec: dict, classes: Sequence[str], inp
         classes: class names, in label order.
         input_shape: (C, H, W) the model takes.
         mean, std: per-channel normalisation of x / 255 used in training.
+        data_size: (H, W) of the dataset's own images, before they were converted to input_shape
+            (28x28 Fashion-MNIST padded to LeNet-5's 32x32), so image files are converted alike.
     """
     import cnnlab
 
-    return write_json(Path(run_dir) / "model.json", {
-        "spec": spec, "classes": list(classes), "input_shape": [int(v) for v in input_shape],
-        "mean": [float(v) for v in mean], "std": [float(v) for v in std], "cnnlab_version": cnnlab.__version__})
+    info = {"spec": spec, "classes": list(classes), "input_shape": [int(v) for v in input_shape],
+            "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    if data_size is not None:
+        info["data_size"] = [int(v) for v in data_size]
+    return write_json(Path(run_dir) / "model.json", {**info, "cnnlab_version": cnnlab.__version__})
 
 
 def _tensors_for_saving(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -190,6 +195,7 @@ class Run:
     config: dict
     history: list[dict]
     metrics: dict | None
+    data_size: tuple[int, int] | None = None  # (H, W) of the training images before conversion
 
     @property
     def complete(self) -> bool:
@@ -238,7 +244,8 @@ def load_run(path: str | Path) -> Run:
     config = read_config(path) if (path / "config.json").exists() else {}
     return Run(path=path, model=model, classes=list(info["classes"]), input_shape=tuple(info["input_shape"]),
                mean=tuple(info["mean"]), std=tuple(info["std"]), config=config,
-               history=read_history(path / "history.csv"), metrics=metrics)
+               history=read_history(path / "history.csv"), metrics=metrics,
+               data_size=tuple(info["data_size"]) if info.get("data_size") else None)
 
 
 def load_model(path: str | Path) -> nn.Module:

@@ -14,6 +14,10 @@ from cnnlab.errors import ConfigError
 _CHUNK = 4096  # images per step when computing statistics or converting, to bound memory
 # ITU-R BT.601 luma weights, the ones PIL's convert("L") uses
 _LUMA = (0.299, 0.587, 0.114)
+# the smallest std a channel is normalised by, in units of x / 255: one grey level. A channel
+# that never varies over the training set (a blue channel always 0) has std 0, and (x - mean) / 0
+# would make NaN or infinite inputs. (Keras's Normalization layer floors its std too, at 1e-7.)
+MIN_STD = 1.0 / 255.0
 
 
 def stratified_split(y: torch.Tensor, fraction: float, seed: int
@@ -112,7 +116,7 @@ class ImageDataset:
             p = hist / hist.sum()
             mean = (p * values).sum()
             # population std of x / 255, as Keras's featurewise normalisation computes it
-            stds.append(float((p * (values - mean) ** 2).sum().sqrt()))
+            stds.append(max(float((p * (values - mean) ** 2).sum().sqrt()), MIN_STD))
             means.append(float(mean))
         return tuple(means), tuple(stds)
 
@@ -123,7 +127,7 @@ class ImageDataset:
 
     @property
     def std(self) -> tuple[float, ...]:
-        """Per-channel standard deviation of x_train / 255."""
+        """Per-channel standard deviation of x_train / 255, at least MIN_STD (one grey level)."""
         return self._stats[1]
 
     def split_validation(self, fraction: float, seed: int

@@ -316,6 +316,14 @@ def load_named(name: str, data_dir: str | os.PathLike | None = None, **fetch_arg
     return _as_dataset(name, source.classes, *arrays)
 
 
+def absolute_spec(spec: str) -> str:
+    """A dataset spec that means the same from any working directory: folder:PATH with PATH made
+    absolute (~ expanded); a dataset name as it is."""
+    if spec.startswith("folder:"):
+        return "folder:" + str(Path(spec.removeprefix("folder:")).expanduser().resolve())
+    return spec
+
+
 def load_dataset(spec: str, data_dir: str | os.PathLike | None = None, *, download: bool = True,
                  on_progress: ProgressFn | None = None, seed: int = 0,
                  mirror: str | None = None, checksums: Mapping[str, str] | None = None,
