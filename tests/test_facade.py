@@ -183,3 +183,70 @@ def test_save_refuses_what_it_cannot_write(tmp_path):
     with pytest.raises(ConfigError, match="is a file"):
         model.save(tmp_path / "file")
     assert not (tmp_path / "m").exists()  # nothing half written
+
+
+def test_a_model_without_input_shape_trains_every_layer(data):
+    x, y, _, _ = data
+    torch.manual_seed(0)
+    model = cnnlab.Sequential([Conv2D(8, 3, activation="relu", in_channels=1), MaxPool2D(2),
+                               Flatten(), Dense(10)])  # built by the first batch, not before
+    model.compile(optimizer="adam")
+    model.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    assert model.built and model.input_shape == (1, 28, 28)
+    in_optimizer = {id(p) for g in model._optimizer.param_groups for p in g["params"]}
+    assert in_optimizer == {id(p) for p in model.parameters()}
+    dense = model[3].linear.weight.detach().clone()
+    model.fit(x[:256], y[:256], epochs=1, batch_size=64, verbose=0)
+    assert not torch.equal(dense, model[3].linear.weight)  # the Dense layer learns too
+    unbuilt = cnnlab.Sequential([Flatten(), Dense(10)])
+    assert unbuilt.predict(x[:3].numpy()).shape == (3, 10)  # predict builds it as well
+    with pytest.raises(ConfigError, match="made before the model had weights"):
+        cnnlab.Sequential([Conv2D(8, 3, in_channels=1), Flatten(), Dense(10)]).compile(
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1))
+
+
+def test_labels_shaped_n_by_1_are_class_indices(data):
+    x, y, x_test, y_test = data  # keras.datasets.cifar10 gives labels as (N, 1)
+    flat, column = small_model(), small_model()
+    for model, labels in ((flat, y[:256]), (column, y[:256, None])):
+        model.compile()
+        model.fit(x[:256], labels.numpy(), epochs=1, batch_size=64, verbose=0, shuffle=False)
+    assert column.evaluate(x_test, y_test[:, None].numpy()) == flat.evaluate(x_test, y_test)
+
+
+def test_outputs_that_cannot_meet_the_labels_are_named(data):
+    x, y, _, _ = data
+    five = cnnlab.Sequential([Flatten(), Dense(5)], input_shape=(1, 28, 28))
+    five.compile()
+    with pytest.raises(ShapeError, match=r"layer 1 \(Dense\) gives 5 outputs but the dataset has "
+                                         r"10 classes; make the last layer Dense\(10\)"):
+        five.fit(x[:64], y[:64], verbose=0)
+    with pytest.raises(ShapeError, match="gives 5 outputs"):
+        five.evaluate(x[:64], y[:64])
+    maps = cnnlab.Sequential([Conv2D(10, 3)], input_shape=(1, 28, 28))
+    maps.compile()
+    with pytest.raises(ShapeError, match=r"gives 10x26x26, not one score per class; end the model "
+                                         r"with Flatten\(\) and Dense\(10\)"):
+        maps.fit(x[:64], y[:64], verbose=0)
+    with pytest.raises(ConfigError, match="got label -1"):
+        five.fit(x[:2], np.array([0, -1]), verbose=0)
+
+
+def test_a_last_batch_of_one_image_trains_with_batchnorm(data):
+    from cnnlab.layers import Activation, BatchNorm
+
+    x, y, _, _ = data
+    model = cnnlab.Sequential([Flatten(), Dense(16), BatchNorm(), Activation("relu"), Dense(10)],
+                              input_shape=(1, 28, 28))
+    model.compile()
+    history = model.fit(x[:65], y[:65], epochs=2, batch_size=64, verbose=0)  # 64 + 1 images
+    assert all(math.isfinite(v) for v in history.history["loss"])
+
+
+def test_a_channels_last_input_shape_is_warned_about_even_when_it_builds():
+    from cnnlab.layers.shapes import ShapeWarning
+
+    with pytest.warns(ShapeWarning, match=r"input_shape \(28, 28, 1\) reads as 28 channels of 28x1 "
+                                          r"images; .*did you mean \(1, 28, 28\)\?"):
+        cnnlab.Sequential([Conv2D(16, 3, padding="same"), Flatten(), Dense(10)],
+                          input_shape=(28, 28, 1))

@@ -40,6 +40,19 @@ def test_drop_last():
     assert len(batches) == len(out) == N // 10 and all(len(y) == 10 for _, y in out)
 
 
+def test_a_lone_last_image_joins_the_batch_before_it():
+    # 101 images in batches of 10: ten batches, the last of 11 (BatchNorm cannot train on one image)
+    x, y = _data()
+    batches = TensorBatches(x[:101], y[:101], 10, shuffle=True, seed=0)
+    out = list(batches)
+    assert len(batches) == len(out) == 10 and [len(b) for _, b in out] == [10] * 9 + [11]
+    assert torch.equal(torch.sort(torch.cat([b for _, b in out])).values, torch.arange(101))
+    batches.start_at(9)  # resuming at the last batch gives the same 11 images
+    batches.set_epoch(0)
+    assert torch.equal(next(iter(batches))[1], out[-1][1])
+    assert len(TensorBatches(x[:1], y[:1], 10)) == 1 and len(TensorBatches(x[:11], y[:11], 10)) == 1
+
+
 def test_every_sample_once_per_epoch():
     ys = torch.cat([y for _, y in _loader()])
     assert torch.equal(torch.sort(ys).values, torch.arange(N))

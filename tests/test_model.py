@@ -123,6 +123,13 @@ def test_channel_mismatch_and_channels_last_hint():
         Sequential([Conv2D(8, 3), MaxPool2D()], input_shape=(28, 28, 1))
 
 
+def test_a_dilated_kernel_too_big_names_its_span_and_dilation_rate():
+    with pytest.raises(ShapeError, match=r"layer 0 \(Conv2D\) gets 1x8x8: \(8 \+ 2\*0 - 9\)/1 \+ 1 = 0 rows "
+                                         r"\(kernel 3 dilated by 4 spans 9\); use padding='same', a "
+                                         r"smaller kernel, stride or dilation_rate"):
+        Sequential([Conv2D(4, 3, dilation_rate=4)], input_shape=(1, 8, 8))
+
+
 def test_non_divisible_valid_layers_warn_how_much_is_dropped():
     with pytest.warns(ShapeWarning, match=r"layer 1 \(MaxPool2D\) gets 4x7x7 and never reaches the last 1 row"):
         Sequential([Conv2D(4, 3, padding="same"), MaxPool2D()], input_shape=(1, 7, 7))

@@ -13,7 +13,6 @@ Inputs are (N, C, H, W) arrays or tensors: uint8 images are scaled to [0, 1] (th
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.data.loader import batch_count, batch_slice
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.outputs import as_logits, ends_in_softmax
 
@@ -38,7 +38,30 @@ def _as_tensor(x: Any, what: str) -> torch.Tensor:
         if not t.is_floating_point():
             raise ConfigError(f"x must be uint8 images or floats, got {t.dtype}: convert with .float()")
         return t.float()
+    if t.ndim == 2 and t.shape[1] == 1:  # (N, 1) indices, as keras.datasets.cifar10 gives them
+        t = t.reshape(-1)
     return t.float() if t.ndim == 2 else t.long()  # one-hot (N, K) as probabilities, else indices
+
+
+def _check_labels(model, y: torch.Tensor, what: str) -> None:
+    """ShapeError, with the fix, when the model's scores cannot meet labels y: indices (N,) above
+    its last output or below 0, or one-hot (N, K) for another K (check_num_classes words it)."""
+    from cnnlab.model import check_num_classes
+
+    if y.ndim == 2:
+        check_num_classes(model, y.shape[1])
+        return
+    if y.ndim != 1:
+        raise ConfigError(f"{what} got labels of shape {tuple(y.shape)}; pass class indices (N,) or "
+                          "one-hot rows (N, K)")
+    if len(y) == 0:
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0:
+        raise ConfigError(f"{what} got label {low}; labels are class indices 0, 1, ..., K - 1")
+    out = getattr(model, "output_shape", None)
+    if out is not None and (len(out) != 1 or high >= out[0]):
+        check_num_classes(model, max(high + 1, 2))
 
 
 def _check_images(model, x: torch.Tensor, what: str) -> None:
@@ -76,7 +99,7 @@ class _ArrayBatches:
         self.start = batch_index
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return batch_count(len(self.x), self.batch_size)
 
     def __iter__(self):
         n = len(self.x)
@@ -86,7 +109,7 @@ class _ArrayBatches:
         else:
             order = torch.arange(n, device=self.x.device)
         for i in range(self.start, len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[batch_slice(i, n, self.batch_size)]
             yield self.x[idx], self.y[idx]
         self.start = 0
 
@@ -108,24 +131,45 @@ class KerasFacade:
             label_smoothing: as Keras's CategoricalCrossentropy(label_smoothing=...).
             device: auto (cuda, then mps, then cpu), cpu, cuda or mps.
         """
-        from cnnlab.train.config import check_choice
-        from cnnlab.train.optim import make_optimizer
+        from cnnlab.train.config import OPTIMIZERS, check_choice
         from cnnlab.train.reproduce import pick_device
 
         check_choice("loss", loss, _LOSSES)
         for m in metrics:
             check_choice("metric", m, ("accuracy", "acc"))
+        unbuilt = getattr(self, "built", True) is False  # a Sequential without input_shape
+        if unbuilt and isinstance(optimizer, torch.optim.Optimizer):
+            raise ConfigError("this optimizer was made before the model had weights, so it would "
+                              "leave out those the first batch creates; give the Sequential "
+                              "input_shape=(C, H, W), or pass the optimizer's name")
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            check_choice("optimizer", optimizer, OPTIMIZERS)
         self._device = pick_device(device)
         self.to(self._device)
-        self._optimizer = (optimizer if isinstance(optimizer, torch.optim.Optimizer)
-                           else make_optimizer(optimizer, self, lr))
+        # a named optimizer is made once the model has all its weights: here, or in the first fit
+        # of a model built from its data (an optimizer made now would miss the later weights)
+        self._optimizer_spec = (optimizer, lr)
+        self._optimizer = None if unbuilt else self._make_optimizer()
         # object.__setattr__: a loss assigned as an attribute would become a child layer of the model
         object.__setattr__(self, "_loss_fn", nn.CrossEntropyLoss(label_smoothing=label_smoothing))
         self._trainer = None
 
-    def _need_compile(self, what: str) -> None:
-        if getattr(self, "_optimizer", None) is None:
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        from cnnlab.train.optim import make_optimizer
+
+        optimizer, lr = self._optimizer_spec
+        return optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(optimizer, self, lr)
+
+    def _need_compile(self, what: str, x: torch.Tensor | None = None) -> None:
+        """ConfigError unless compiled; with images x, build a model that has no input shape yet
+        from x's, and make its optimizer."""
+        if getattr(self, "_optimizer_spec", None) is None:
             raise ConfigError(f"call model.compile(optimizer, loss) before model.{what}()")
+        if x is not None and getattr(self, "built", True) is False:
+            self.build(tuple(x.shape[1:]))
+            self.to(self._device)
+        if self._optimizer is None and getattr(self, "built", True):
+            self._optimizer = self._make_optimizer()
 
     def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data: tuple | None = None,
             validation_split: float = 0.0, verbose: int = 1, callbacks: Sequence[Any] = (), shuffle: bool = True,
@@ -150,12 +194,14 @@ class KerasFacade:
         from cnnlab.console import Progress
         from cnnlab.train.engine import History, Trainer
 
-        self._need_compile("fit")
+        self._need_compile("fit")  # before any work on x
         if not 0 <= initial_epoch <= epochs:
             raise ConfigError(f"fit needs 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch} and "
                               f"epochs={epochs}: epochs is the epoch to train up to, as in Keras")
         x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+        self._need_compile("fit", x)
         _check_images(self, x, "fit")
+        _check_labels(self, y, "fit")
         if validation_data is None and validation_split:
             if not 0.0 < validation_split < 1.0:
                 raise ConfigError(f"validation_split must be in (0, 1), got {validation_split}")
@@ -164,9 +210,10 @@ class KerasFacade:
         train_b = _ArrayBatches(x, y, batch_size, shuffle, seed, self._device)
         val_b = None
         if validation_data is not None:
-            x_val = _as_tensor(validation_data[0], "x")
+            x_val, y_val = _as_tensor(validation_data[0], "x"), _as_tensor(validation_data[1], "y")
             _check_images(self, x_val, "fit's validation_data")
-            val_b = _ArrayBatches(x_val, _as_tensor(validation_data[1], "y"), 1024, False, seed, self._device)
+            _check_labels(self, y_val, "fit's validation_data")
+            val_b = _ArrayBatches(x_val, y_val, 1024, False, seed, self._device)
         extra = [Progress(epochs)] if verbose else []
         if self._trainer is None:
             self._trainer = Trainer(self, self._loss_fn, self._optimizer, train_batches=train_b, val_batches=val_b,
@@ -183,9 +230,11 @@ class KerasFacade:
         from cnnlab.train.engine import Trainer
 
         self._need_compile("evaluate")
-        x = _as_tensor(x, "x")
+        x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+        self._need_compile("evaluate", x)
         _check_images(self, x, "evaluate")
-        batches = _ArrayBatches(x, _as_tensor(y, "y"), batch_size, False, 0, self._device)
+        _check_labels(self, y, "evaluate")
+        batches = _ArrayBatches(x, y, batch_size, False, 0, self._device)
         trainer = self._trainer or Trainer(self, self._loss_fn, self._optimizer, train_batches=batches,
                                            device=self._device)
         return trainer.evaluate(batches)
@@ -233,8 +282,10 @@ class KerasFacade:
     def predict(self, x, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (N, K) as a NumPy array, as Keras's model.predict: the softmax of the
         logits, or the model's own output when it ends in softmax."""
-        device = getattr(self, "_device", None) or next(self.parameters()).device
         x = _as_tensor(x, "x")
+        if getattr(self, "built", True) is False:  # no input_shape given: built from x's shape
+            self.build(tuple(x.shape[1:]))
+        device = getattr(self, "_device", None) or next(self.parameters(), x).device
         _check_images(self, x, "predict")
         softmax = ends_in_softmax(self)
         was_training = self.training

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -11,7 +12,7 @@ from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.facade import KerasFacade
 from cnnlab.layers import Activation, Conv2D, Input, Layer, MaxPool2D, layer_from_config, layer_to_config, register
 from cnnlab.layers.base import split_spec
-from cnnlab.layers.shapes import shape_str
+from cnnlab.layers.shapes import ShapeWarning, shape_str
 from cnnlab.native import conv1pool
 
 
@@ -156,6 +157,10 @@ class Sequential(KerasFacade, Layer):
         self.output_shape, self.built = out, True
         if not self._path:
             self._declared_shape = shape
+            hint = _channels_last_hint(shape)
+            if hint:  # the shapes worked out, but probably not as meant: (28, 28, 1) is 28 channels
+                warnings.warn(f"input_shape {shape} reads as {shape[0]} channels of {shape[1]}x"
+                              f"{shape[2]} images; {hint}", ShapeWarning, stacklevel=4)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,21 @@ def derive_seed(*parts: int) -> int:
     return h >> 1  # torch seeds must fit a signed 64-bit integer
 
 
+def batch_count(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Batches in a pass over n images. A lone last image joins the batch before it (which then
+    holds batch_size + 1): BatchNorm in training cannot normalise one value per channel, and
+    torch raises "Expected more than 1 value per channel" where Keras trains on."""
+    if drop_last:
+        return n // batch_size
+    return n // batch_size if n % batch_size == 1 and n > batch_size else math.ceil(n / batch_size)
+
+
+def batch_slice(i: int, n: int, batch_size: int, drop_last: bool = False) -> slice:
+    """Positions of batch i in a pass over n images (see batch_count)."""
+    last = i == batch_count(n, batch_size, drop_last) - 1
+    return slice(i * batch_size, n if last and not drop_last else (i + 1) * batch_size)
+
+
 class TensorBatches:
     """Batches of (x normalised (B, C, H, W), y int64 (B,)) from a whole uint8 set on `device`;
     with `mix`, y is soft targets (B, K) float32 instead.
@@ -41,7 +56,8 @@ class TensorBatches:
         y: labels (N,), any integer dtype.
         batch_size: images per batch.
         shuffle: a fresh permutation each epoch, drawn from (seed, epoch) alone.
-        drop_last: skip the final short batch.
+        drop_last: skip the final short batch (else a lone last image joins the batch before it:
+            batch_count).
         seed: with the epoch, fixes the permutation and the augmentation draws.
         device: where the set lives and batches are made.
         mean, std: per channel of x / 255 (ImageDataset.mean / .std).
@@ -92,8 +108,7 @@ class TensorBatches:
             self._flip_bits = (torch.rand(len(self.x), generator=g) < 0.5).to(self.device)
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        return batch_count(len(self.x), self.batch_size, self.drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         """Use epoch's permutation and augmentation draws for the next pass."""
@@ -136,7 +151,7 @@ class TensorBatches:
         self._start = 0
         order = self.order(epoch)
         for i in range(start, len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            idx = order[batch_slice(i, len(self.x), self.batch_size, self.drop_last)]
             x = self.x[idx]
             if self._flip_bits is not None:
                 flip = self._flip_bits[idx] ^ bool(epoch % 2)  # the other side every other epoch

@@ -87,8 +87,9 @@ class Conv2D(WeightedLayer):
                 "in_channels out so it is inferred."
             )
         wins = windows(input_shape[1:], self.kernel_size, self.strides, self.dilation_rate, self.padding)
+        smaller = "kernel, stride or dilation_rate" if max(self.dilation_rate) > 1 else "kernel or stride"
         check_windows(self.label, input_shape, wins,
-                      "use padding='same', a smaller kernel or stride, or remove one pooling layer before it.",
+                      f"use padding='same', a smaller {smaller}, or remove one pooling layer before it.",
                       self.padding)
         if self.conv is None:
             self._make_conv(channels)

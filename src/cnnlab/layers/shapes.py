@@ -82,12 +82,15 @@ class Window:
         result = str(self.out) if exact == self.out else f"{exact:g} -> {self.out}"
         return f"({self.size} + {pad} - {self.span})/{self.stride} + 1 = {result}"
 
+    def dilation_note(self) -> str:
+        """Why FH in the equation is not the kernel size: ' (kernel 3 dilated by 4 spans 9)', or ''."""
+        if self.dilation == 1:
+            return ""
+        return f" (kernel {self.kernel} dilated by {self.dilation} spans {self.span})"
+
     def formula(self) -> str:
         """The equation labelled with its dim, e.g. 'H: (28 + 2*1 - 3)/1 + 1 = 28'."""
-        note = ""
-        if self.dilation != 1:
-            note = f" (kernel {self.kernel} dilated by {self.dilation} spans {self.span})"
-        return f"{self.dim}: {self.equation()}{note}"
+        return f"{self.dim}: {self.equation()}{self.dilation_note()}"
 
 
 def windows(hw: tuple[int, int], kernel, stride, dilation, padding) -> tuple[Window, Window]:
@@ -135,7 +138,7 @@ def check_windows(label: str, input_shape, wins, fix: str, padding=None) -> None
             what = "rows" if w.dim == "H" else "columns"
             raise ShapeError(
                 f"{label} gets {shape_str(input_shape)}: {w.equation()} "
-                f"{what}; {fix}"
+                f"{what}{w.dilation_note()}; {fix}"
             )
     dropped = [(w.dropped, "row" if w.dim == "H" else "column") for w in wins if w.dropped]
     if dropped and padding != "same":
