@@ -348,6 +348,19 @@ def test_lr_find_prints_the_suggestion_and_the_notes(tmp_path, capsys):
     assert png.stat().st_size > 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_lr_find_offers_only_the_settings_it_uses(capsys):
+    from cnnlab.train.config import LR_FIND_SETTINGS
+
+    with pytest.raises(SystemExit) as info:  # epochs play no part in a range test
+        main(["lr-find", "--epochs", "3"])
+    assert info.value.code == 2 and "unrecognized arguments: --epochs 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["lr-find", "--help"])
+    shown = capsys.readouterr().out
+    assert all(f"--{name.replace('_', '-')}" in shown for name in LR_FIND_SETTINGS)
+    assert "--schedule" not in shown and "--tensorboard" not in shown
+
+
 def test_lr_find_without_a_suggestion_says_so(tmp_path, capsys, monkeypatch):
     """Too few usable points (the loss blew up at once): one line saying so and the finder's note."""
     import cnnlab.ensemble_run as ensemble_run

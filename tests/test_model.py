@@ -228,3 +228,15 @@ def test_regularization_losses_sum_over_modules():
     total = sum(m.regularization_loss() for m in model.modules() if hasattr(m, "regularization_loss"))
     expected = 1e-4 * model[1].conv.weight.pow(2).sum() + 1e-3 * model[11].linear.weight.abs().sum()
     torch.testing.assert_close(total, expected)
+
+
+def test_every_public_name_resolves_in_a_fresh_interpreter():
+    # cnnlab imports its API lazily; a fresh process shows a name the package only gets as a side
+    # effect of another import (cnnlab.layers once imported anywhere)
+    import subprocess
+    import sys
+
+    for name in ("layers", "Sequential", "train_run", "load_dataset"):  # each one first
+        code = f"import cnnlab; cnnlab.{name}; [getattr(cnnlab, n) for n in cnnlab.__all__]"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

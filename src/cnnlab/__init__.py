@@ -19,6 +19,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "layers": "",  # the subpackage itself: cnnlab.layers.Conv2D
     "Sequential": "cnnlab.model",
     "load_model_file": "cnnlab.model_file",
     "summarize": "cnnlab.summary",
@@ -40,6 +41,10 @@ def __getattr__(name: str):
     target = _EXPORTS.get(name)
     if target is None:
         raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")
+    if target == "":  # a subpackage: cnnlab.layers
+        value = importlib.import_module(f"cnnlab.{name}")
+        globals()[name] = value
+        return value
     module, attr = (target, name) if isinstance(target, str) else target
     value = getattr(importlib.import_module(module), attr)
     globals()[name] = value

@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import warnings
+from collections.abc import Sequence
 
 from cnnlab.errors import CnnlabError
 
@@ -52,12 +53,15 @@ def _choices(*allowed: str):
     return parse
 
 
-def add_train_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (defaults None, so only flags given override a --config file)."""
+def add_train_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
+    """One flag per TrainConfig field, or per field in `only` (defaults None, so only flags given
+    override a --config file)."""
     from cnnlab.train.config import TrainConfig
 
     types = {"int": int, "float": float, "str": str, "dict": _yaml_value}
     for name, type_name, default, help_text in TrainConfig.fields_for_cli():
+        if only is not None and name not in only:
+            continue
         flag = "--" + name.replace("_", "-")
         shown = f"{help_text} (default: {default})"
         if type_name == "bool":
@@ -217,8 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="CNNs for image classification, as the lectures teach them.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, parents=[common])
+    def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
+        extra = {"description": description} if description else {}
+        return sub.add_parser(name, help=help, parents=[common], **extra)
 
     p = command("train", help="train a model and write a run directory")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
@@ -281,10 +286,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the ensemble's metrics.json into this folder")
     p.set_defaults(func=cmd_ensemble)
 
-    p = command("lr-find", help="learning-rate range test: plot and suggested value")
+    from cnnlab.train.config import LR_FIND_SETTINGS
+
+    p = command("lr-find", help="learning-rate range test: plot and suggested value",
+                description="Learning-rate range test. It takes the settings below, from flags or "
+                            "--config; a config file's other settings (epochs, schedule, ...) play "
+                            "no part in it.")
     p.add_argument("--config")
     p.add_argument("--plot", default="lr-find.png", help="where to write the plot")
-    add_train_flags(p)
+    add_train_flags(p, only=LR_FIND_SETTINGS)  # the settings lr_find uses
     p.set_defaults(func=cmd_lr_find)
 
     p = command("bench", help="speed measurements as JSON lines")

@@ -96,7 +96,8 @@ def combine_runs(run_dirs: Sequence[str | Path], *, data: str | None = None, dat
 
 
 def lr_find(cfg: TrainConfig, *, out: str | Path = "lr-find.png", num_steps: int = 100):
-    """Learning-rate range test on the config's model and data; writes the plot.
+    """Learning-rate range test on the config's model and data; writes the plot. Of cfg it uses
+    the settings config.LR_FIND_SETTINGS names.
 
     Returns:
         (LRFindResult, path of the plot).

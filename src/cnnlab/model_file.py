@@ -6,7 +6,7 @@ Canonical form (what save_model_file writes; docs/model-files.md has the rest):
     input_shape: [1, 28, 28]        # C, H, W
     layers:
       - Conv2D: {filters: 16, kernel_size: 3, padding: same, activation: relu}
-      - MaxPool2D: {}
+      - MaxPool2D
       - Flatten
       - Dense: {units: 10, activation: softmax}
 

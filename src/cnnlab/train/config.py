@@ -47,6 +47,14 @@ def check_choice(what: str, value: str, choices: typing.Sequence[str]) -> None:
     raise ConfigError(f"unknown {what} '{value}': {hint}choose one of {', '.join(choices)}")
 
 
+# the settings ensemble_run.lr_find uses (it sweeps the learning rate; lr sets where each group's,
+# such as muon_lr, stands against it): `cnnlab lr-find` offers these flags only
+LR_FIND_SETTINGS = ("model", "data", "data_dir", "recipe", "batch_size", "optimizer", "lr", "momentum",
+                    "nesterov", "muon_lr", "muon_momentum", "weight_decay", "bias_lr_scale",
+                    "label_smoothing", "init", "augment", "mix", "mix_alpha", "mix_prob", "val_split",
+                    "seed", "device")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run; the defaults are the lecture's recipe."""
@@ -86,7 +94,8 @@ class TrainConfig:
     whiten_stem: bool = _f(False, "initialise the first convolution as a frozen patch-whitening filter bank "
                                   "computed from 5,000 training images (airbench; needs 2*C*k*k filters)")
     augment: dict | None = _f(None, "batch augmentations, e.g. {flip: true, translate: 2, cutout: 8} (None = off); "
-                                    "flip: alternating mirrors each image every other epoch")
+                                    "flip: true mirrors at random (p 0.5), flip: alternating mirrors each image "
+                                    "every other epoch")
     mix: str | None = _f(None, "mix pairs of training images and their labels: mixup or cutmix (None = off)")
     mix_alpha: float = _f(1.0, "mix: the mixing ratio is drawn from Beta(mix_alpha, mix_alpha) (CutMix: 1.0)")
     mix_prob: float = _f(1.0, "mix: the share of batches mixed (CutMix on CIFAR: 0.5)")

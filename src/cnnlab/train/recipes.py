@@ -33,7 +33,8 @@ measures them; docs/speed.md has the commands and the raw numbers):
   class): 99.39% mean test accuracy over 3 seeds (99.41, 99.43, 99.34) after 10.6-11.9 s of
   training on the same 2-core CPU; the same recipe with SGD for every parameter: 99.21%. The
   MNIST files were the official ones (SHA-256 of the decompressed files as pinned in sources.py).
-- kmnist fast (mnist fast with 3 epochs: kana are harder than digits): not yet measured.
+- kmnist fast (on the CPU, mnist fast with 3 epochs: kana are harder than digits; on a GPU, mnist
+  fast's GPU part as it is): not yet measured.
 - cifar10 fast (fastnet-large, airbench94's settings): not yet measured on GPU.
 - mnist / kmnist / cifar10 best (GPU recipes: fastnet-xl with the settings fashion-mnist best had
   before its Wide ResNet, 95.56% there; digits and kana without flips or cutout, CIFAR-10 with
