@@ -88,6 +88,12 @@ def test_truncated_data_says_how_much(tmp_path):
     assert "download it again" in message
 
 
+def test_a_huge_header_gets_its_true_product(tmp_path):
+    header = bytes([0, 0, 8, 3]) + b"\xff\xff\xff\xff" * 3  # (2**32 - 1)**3: past int64
+    message = _error(tmp_path, header + bytes(10))
+    assert f"= {(2 ** 32 - 1) ** 3:,} bytes but 10 follow" in message
+
+
 def test_trailing_bytes(tmp_path):
     data = encode_idx(np.zeros((3, 4, 4), np.uint8)) + b"extra"
     assert "5 trailing bytes" in _error(tmp_path, data)

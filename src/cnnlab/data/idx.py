@@ -8,6 +8,7 @@ Files may be gzip-compressed; that is detected from the magic bytes 1f 8b, not f
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
@@ -73,7 +74,7 @@ def parse_idx(data: bytes | bytearray, source: str) -> np.ndarray:
         raise DataFormatError(f"{source} is truncated inside its header ({len(data)} of {header} "
                               "bytes); download it again")
     dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(dims, dtype=np.int64))  # itemsize is 1 for unsigned bytes
+    expected = math.prod(int(d) for d in dims)  # exact (no int64 overflow); 1 byte an item
     follow = len(data) - header
     if follow < expected:
         raise DataFormatError(f"{source} is truncated: header says {_dims_text(dims)} = "
