@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -238,8 +239,9 @@ def test_huge_learning_rate_stops_in_the_first_epoch(tmp_path, capsys):
     assert code == 2
     line = _error_line(err)
     assert "epoch 1" in line and "learning rate" in line
-    run = only_run(tmp_path)
-    assert not (run / "metrics.json").exists()  # an unfinished run never looks like a success
+    # no epoch finished, so no checkpoint: the run directory would hold nothing to resume
+    assert f"no epoch had finished, so {tmp_path}" in line and "was removed" in line
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_console_script_exit_code_and_debug_traceback(tmp_path):
@@ -251,6 +253,54 @@ def test_console_script_exit_code_and_debug_traceback(tmp_path):
         debug = subprocess.run([str(exe), *argv, "--model", "nope", "--out", str(tmp_path)],
                                capture_output=True, text=True)
         assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_ctrl_c_exits_130_with_the_resume_hint(tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab")
+    proc = subprocess.Popen([str(exe), "train", "--epochs", "50", "--batch-size", "32", "--out", str(tmp_path)],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        lines = []
+        for line in proc.stderr:  # plain mode: one line per epoch
+            lines.append(line)
+            if line.startswith("epoch 1/50"):
+                proc.send_signal(signal.SIGINT)
+                break
+        err = "".join(lines) + proc.stderr.read()
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err  # as shells report a Ctrl-C, not the bad-input 2
+    run = only_run(tmp_path)
+    assert f"interrupted: training interrupted at epoch 2" in err and f"--resume {run}`" in err
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    exe = Path(sys.executable).with_name("cnnlab")
+    proc = subprocess.Popen([str(exe), "summary", "resnet152", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and "Traceback" not in err, err
+
+
+def test_numbers_out_of_range_are_usage_errors(capsys, trained_run):
+    for argv in (["predict", str(trained_run), "x.png", "--top-k", "0"], ["summary", "seed-cnn", "--classes", "0"],
+                 ["explain", "conv", "--stride", "0"], ["explain", "pool", "--pool-size", "0"],
+                 ["bench", "--threads", "0"], ["report", str(trained_run), "--examples", "-3"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2, argv
+        assert "is below" in capsys.readouterr().err, argv
+
+
+def test_resume_takes_only_epochs(trained_run, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train", "--resume", str(trained_run), "--lr", "5", "--model", "lenet5")
+    assert code == 2
+    assert "--resume continues a run with its own settings, so --model, --lr cannot change it" in _error_line(err)
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "nosuch"))
+    assert code == 2 and f"{tmp_path / 'nosuch'} does not exist" in _error_line(err)
 
 
 def test_models_summary_and_explain(capsys):

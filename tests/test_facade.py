@@ -168,6 +168,11 @@ def test_save_and_load_model_and_predict_on_image_files(data, tmp_path):
     expect = model.predict(x_test[:1])[0]
     assert [name for name, _ in top][0] == classes[int(expect.argmax())]
     assert dict(top) == pytest.approx({classes[i]: float(p) for i, p in enumerate(expect)}, abs=1e-5)
+    # evaluate takes the folder too, given a dataset (it has no config.json naming one)
+    with pytest.raises(ConfigError, match=r"names no dataset \(it has no config.json: a model.save folder"):
+        cnnlab.evaluate_run(folder)
+    metrics = cnnlab.evaluate_run(folder, data="fashion-mnist-mini")
+    assert metrics["n_test"] == 1000 and (folder / "evaluate" / "fashion-mnist-mini" / "metrics.json").is_file()
 
 
 def test_save_refuses_what_it_cannot_write(tmp_path):

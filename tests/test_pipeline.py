@@ -233,3 +233,60 @@ def test_image_files_are_converted_as_training_converted_the_dataset(tmp_path):
     ((_, top),) = cnnlab.predict_images(result.run_dir, [image], top_k=10)
     assert [name for name, _ in top] == [run.classes[i] for i in probs.argsort(descending=True)]
     assert [p for _, p in top] == pytest.approx(probs.sort(descending=True).values.tolist(), abs=1e-6)
+
+
+class CtrlCAtStep:
+    """Sends a real SIGINT after step `step` of epoch `epoch` of the `member`-th fit (counted by
+    on_train_begin), so an ensemble can be interrupted inside one member."""
+
+    def __init__(self, epoch: int, step: int, member: int = 1):
+        self.epoch, self.step, self.member, self.fits = epoch, step, member, 0
+
+    def on_train_begin(self, trainer, logs=None):
+        self.fits += 1
+
+    def on_batch_end(self, trainer, logs=None):
+        if self.fits == self.member and trainer.epoch + 1 == self.epoch and logs["batch"] == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_an_interrupted_ensemble_resumes_to_the_straight_ensemble(tmp_path):
+    cfg = TrainConfig(ensemble=3, epochs=2, batch_size=256, out=str(tmp_path / "straight"))
+    straight = pipeline.train(cfg)
+    with pytest.raises(TrainingInterrupted) as info:  # inside member 2's second epoch
+        pipeline.train(cfg.replace(out=str(tmp_path / "cut")), callbacks=[CtrlCAtStep(2, 5, member=2)])
+    (root,) = (tmp_path / "cut").iterdir()
+    assert f"cnnlab train --resume {root}`" in str(info.value)  # the ensemble, not member-2
+    assert not (root / "member-3").exists() and not (root / "metrics.json").exists()
+    member_1 = (root / "member-1" / "model.safetensors").read_bytes()
+    resumed = pipeline.resume(root)
+    assert (root / "member-1" / "model.safetensors").read_bytes() == member_1  # kept as it was
+    for m in ("member-1", "member-2", "member-3"):
+        assert load_file(root / m / "model.safetensors").keys() == load_file(
+            straight.run_dir / m / "model.safetensors").keys()
+        for name, t in load_file(root / m / "model.safetensors").items():
+            assert torch.equal(t, load_file(straight.run_dir / m / "model.safetensors")[name]), (m, name)
+    assert resumed.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
+    assert not (root / "run.incomplete").exists()
+    again = pipeline.resume(root)  # finished: left as it is
+    assert again.metrics == resumed.metrics
+
+
+def test_resume_cannot_stop_before_the_epoch_it_began(tmp_path):
+    cfg = TrainConfig(epochs=3, batch_size=256, out=str(tmp_path))
+    with pytest.raises(TrainingInterrupted):
+        pipeline.train(cfg, callbacks=[CtrlCAtStep(2, 5)])
+    (run,) = tmp_path.iterdir()
+    with pytest.raises(cnnlab.errors.ConfigError, match=r"was interrupted inside epoch 2 \(step 5\), so it "
+                                                        r"cannot stop at epoch 1; pass --epochs 2 or more"):
+        pipeline.resume(run, epochs=1)
+    assert pipeline.resume(run, epochs=2).history.rows[-1]["epoch"] == 2
+
+
+def test_a_checkpoint_of_another_model_is_refused_in_a_sentence(tmp_path):
+    seed = pipeline.train(TrainConfig(epochs=1, batch_size=256, out=str(tmp_path / "a")))
+    lenet = pipeline.train(TrainConfig(model="lenet5", epochs=1, batch_size=256, out=str(tmp_path / "b")))
+    (seed.run_dir / "checkpoint.pt").write_bytes((lenet.run_dir / "checkpoint.pt").read_bytes())
+    (seed.run_dir / "run.incomplete").write_text("")
+    with pytest.raises(CheckpointError, match="the checkpoint's weights do not fit this model"):
+        pipeline.resume(seed.run_dir, epochs=2)

@@ -9,14 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
-from cnnlab.errors import CnnlabError
+from cnnlab.errors import CnnlabError, ConfigError
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -28,6 +30,21 @@ def _shape(text: str) -> tuple[int, ...]:
     if not dims or any(d < 1 for d in dims):
         raise argparse.ArgumentTypeError(f"'{text}' must be positive sizes like 1x28x28")
     return dims
+
+
+def _at_least(low: int):
+    """An argparse type: a whole number >= low, else argparse's one-line usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value} is below {low}: give {low} or more")
+        return value
+
+    return parse
 
 
 def _yaml_value(text: str):
@@ -71,13 +88,20 @@ def add_train_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None 
                                 metavar=type_name.upper())
 
 
+def _train_flags_given(args: argparse.Namespace) -> dict:
+    """The TrainConfig flags given on the command line, by field name."""
+    from cnnlab.train.config import TrainConfig
+
+    names = [row[0] for row in TrainConfig.fields_for_cli()]
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def train_config(args: argparse.Namespace):
     """Defaults < recipe < --config file < flags: the resolved TrainConfig."""
     from cnnlab.api import resolve_config
     from cnnlab.train.config import TrainConfig, read_settings
 
-    names = [row[0] for row in TrainConfig.fields_for_cli()]
-    flags = {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    flags = _train_flags_given(args)
     # only the settings the file names, so that it overrides the recipe and flags override it
     from_file = TrainConfig.normalize(read_settings(args.config), source=args.config) if args.config else {}
     return resolve_config({**from_file, **flags}, source="the command line")
@@ -87,6 +111,13 @@ def cmd_train(args) -> int:
     from cnnlab import console, pipeline
 
     if args.resume:
+        others = [f"--{name.replace('_', '-')}" for name in _train_flags_given(args) if name != "epochs"]
+        if args.config:
+            others.insert(0, "--config")
+        if others:
+            raise ConfigError(f"--resume continues a run with its own settings, so {', '.join(others)} "
+                              f"cannot change it; drop {'it' if len(others) == 1 else 'them'} (only "
+                              "--epochs may be given), or start a new run without --resume")
         progress = console.Progress(epochs=args.epochs or 0, quiet=args.quiet)
         result = pipeline.resume(args.resume, callbacks=[progress], epochs=args.epochs)
     else:
@@ -150,11 +181,11 @@ def cmd_models(args) -> int:
 def cmd_explain(args) -> int:
     from cnnlab import lesson
 
-    matrix = lesson.parse_matrix(args.input) if args.input else None
+    matrix = lesson.parse_matrix(args.input) if args.input is not None else None
     padding = int(args.padding) if args.padding.isdigit() else args.padding
     if args.what == "conv":
         print(lesson.explain_conv(matrix, lesson.parse_matrix(args.kernel) if args.kernel else None,
-                                  stride=args.stride or 1, padding=padding))
+                                  stride=1 if args.stride is None else args.stride, padding=padding))
     else:
         print(lesson.explain_pool(matrix, pool_size=args.pool_size, stride=args.stride, mode=args.mode,
                                   padding=padding))
@@ -241,13 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("predict", help="top classes with probabilities for image files")
     p.add_argument("run")
     p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=_at_least(1), default=3, help="how many classes to list per image")
     p.set_defaults(func=cmd_predict)
 
     p = command("summary", help="layer table with output shapes and the arithmetic behind them")
     p.add_argument("model", help="zoo name, model YAML/JSON file, or run directory")
     p.add_argument("--input", type=_shape, help="input shape CxHxW, e.g. 1x28x28")
-    p.add_argument("--classes", type=int, default=None, help="output classes for a zoo model (default 10)")
+    p.add_argument("--classes", type=_at_least(2), default=None,
+                   help="output classes for a zoo model (default 10)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_summary)
 
@@ -258,9 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["conv", "pool"])
     p.add_argument("--input", help="matrix rows separated by ';', e.g. '0,1,7,5;5,5,6,6;5,3,3,0;1,1,1,2'")
     p.add_argument("--kernel", help="conv filter, same format")
-    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--stride", type=_at_least(1), default=None)
     p.add_argument("--padding", default="valid", help="valid, same, or (conv) a number of pixels")
-    p.add_argument("--pool-size", type=int, default=2)
+    p.add_argument("--pool-size", type=_at_least(1), default=2)
     p.add_argument("--mode", choices=["max", "avg", "min"], default="max")
     p.set_defaults(func=cmd_explain)
 
@@ -276,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="take the example images from this dataset instead of the run's own")
     p.add_argument("--data-dir")
-    p.add_argument("--examples", type=int, default=4, help="test images shown with feature maps and Grad-CAM")
+    p.add_argument("--examples", type=_at_least(0), default=4, help="test images shown with feature maps and Grad-CAM")
     p.set_defaults(func=cmd_report)
 
     p = command("ensemble", help="combine finished runs by averaging probabilities and by vote")
@@ -308,13 +340,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "comma-separated; default all)")
     p.add_argument("--full", action="store_true", help="time whole epochs instead of a fixed number of batches")
     p.add_argument("--batches", type=int, default=150, help="batches timed per epoch measurement (without --full)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one per usable core)")
+    p.add_argument("--threads", type=_at_least(1), default=None, help="torch CPU threads (default: one per usable core)")
     p.add_argument("--recipe", action="extend", type=_choices("fast", "best"),
                    help="gpu-recipe: which recipe to measure, fast or best (repeatable or comma-separated; "
                         "default both)")
     p.add_argument("--data-dir")
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+def _is_interruption(error: CnnlabError) -> bool:
+    """Whether error is the Trainer's TrainingInterrupted (without importing torch to ask)."""
+    engine = sys.modules.get("cnnlab.train.engine")
+    return engine is not None and isinstance(error, engine.TrainingInterrupted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -330,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except CnnlabError as e:
+        if _is_interruption(e):  # Ctrl-C with the state saved: the resume hint, and Ctrl-C's code
+            print(f"interrupted: {e}", file=sys.stderr)
+            return EXIT_INTERRUPTED
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)
@@ -337,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`cnnlab summary resnet152 | head -1`): stop quietly, and point
+        # stdout at devnull so Python's exit flush does not fail again (Python docs, "SIGPIPE")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

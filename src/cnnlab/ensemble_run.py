@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -11,6 +13,8 @@ from torch import nn
 from cnnlab import runs
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 def train_ensemble(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None):
@@ -24,15 +28,71 @@ def train_ensemble(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_downlo
     model_name, data_name = pipeline.run_names(cfg)
     root = runs.new_run_dir(cfg.out, f"{model_name}-ensemble{cfg.ensemble}", data_name)
     runs.write_json(root / "config.json", {**cfg.to_dict(), **pipeline.lasting_paths(cfg)})
+    return _train_members(cfg, root, callbacks, on_download)
+
+
+def resume_ensemble(root: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None):
+    """Finish an interrupted ensemble run: finished members stay as they are, an interrupted one
+    continues from its checkpoint, the rest train from the start; then the members are combined.
+
+    Args:
+        root: the ensemble's run directory (holding config.json and member-1 ...).
+        callbacks: extra trainer callbacks, e.g. console.Progress.
+        epochs: a new total number of epochs for every member (default: the run's own).
+    """
+    from cnnlab import pipeline
+
+    root = Path(root)
+    saved = runs.read_config(root)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known},
+                                source=str(root / "config.json"))
+    if runs.is_complete(root) and epochs is None:
+        log.warning("%s already finished (%d members combined); nothing to resume: pass --epochs N "
+                    "to train its members further", root, cfg.ensemble)
+        return pipeline.TrainResult(root, pipeline.History(runs.read_history(
+            root / "member-1" / "history.csv")), runs.read_json(root / "metrics.json"))
+    if epochs is not None:
+        cfg = cfg.replace(epochs=epochs)
+        runs.write_json(root / "config.json", {**saved, "epochs": epochs})
+    runs.mark_incomplete(root)
+    return _train_members(cfg, root, callbacks, None, resuming=True, epochs=epochs)
+
+
+def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_download,
+                   resuming: bool = False, epochs: int | None = None):
+    """Train (or, resuming, finish) root/member-1 ... member-N, then combine them into root.
+    Resuming, a finished member is kept unless `epochs` asks for more than it trained."""
+    from cnnlab import pipeline
+    from cnnlab.train.engine import TrainingInterrupted
+
     members = []
     for i in range(cfg.ensemble):
-        member = cfg.replace(seed=cfg.seed + i, ensemble=1)
-        result = pipeline.train(member, callbacks=callbacks, on_download=on_download,
-                                run_dir=root / f"member-{i + 1}")
-        members.append(result)
+        member_dir = root / f"member-{i + 1}"
+        try:
+            finished = resuming and runs.is_complete(member_dir)
+            if finished and (epochs is None or _epochs_done(member_dir) >= epochs):
+                members.append(pipeline.TrainResult(
+                    member_dir, pipeline.History(runs.read_history(member_dir / "history.csv")),
+                    runs.read_json(member_dir / "metrics.json")))
+            elif resuming and (member_dir / "checkpoint.pt").exists():
+                members.append(pipeline.resume(member_dir, callbacks=callbacks, epochs=epochs))
+            else:  # not begun, or stopped before its first checkpoint: from the start
+                members.append(pipeline.train(cfg.replace(seed=cfg.seed + i, ensemble=1),
+                                              callbacks=callbacks, on_download=on_download,
+                                              run_dir=member_dir))
+        except TrainingInterrupted as stop:  # resume the ensemble, not the member alone
+            message = str(stop).replace(f"--resume {member_dir}`", f"--resume {root}`")
+            raise TrainingInterrupted(message, epoch=stop.epoch, step=stop.step,
+                                      saved_to=stop.saved_to) from None
     report, _ = combine_runs([m.run_dir for m in members], out=root)
     runs.mark_complete(root)
     return pipeline.TrainResult(root, members[-1].history, report)
+
+
+def _epochs_done(run_dir: Path) -> int:
+    """Epochs a finished run trained, from its history.csv."""
+    return len(runs.read_history(run_dir / "history.csv"))
 
 
 def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None,

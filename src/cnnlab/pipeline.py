@@ -26,7 +26,7 @@ from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
 from cnnlab.data.sources import absolute_spec
 from cnnlab.data.mix import BatchMix
-from cnnlab.errors import ConfigError, DataFormatError, ShapeError
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataFormatError, ShapeError
 from cnnlab.evaluate import tta_warning
 from cnnlab.train import callbacks as cb
 from cnnlab.train.config import GRAPHING_COMPILE_MODES, TrainConfig
@@ -268,8 +268,28 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     seed_everything(cfg.seed, cfg.deterministic)  # the same RNG state at step 0, fresh or not
-    trainer.fit(cfg.epochs)
+    try:
+        trainer.fit(cfg.epochs)
+    except Exception as exc:
+        raise _kept_or_removed(exc, run_dir, fresh) from None
     return _finish(cfg, p, trainer, run_dir)
+
+
+def _kept_or_removed(exc: Exception, run_dir: Path, fresh: bool) -> Exception:
+    """What a failed fit leaves: a fresh run with no checkpoint yet holds nothing to resume and is
+    removed; otherwise the last checkpoint stays. A cnnlab error says which; others pass as they are."""
+    from cnnlab.train.engine import TrainingInterrupted
+
+    if isinstance(exc, TrainingInterrupted):  # Ctrl-C saved a checkpoint and says how to resume
+        return exc
+    if fresh and not (run_dir / "checkpoint.pt").exists():
+        shutil.rmtree(run_dir, ignore_errors=True)
+        what = f"no epoch had finished, so {run_dir} was removed"
+    else:
+        what = f"the last checkpoint in {run_dir} is kept"
+    if isinstance(exc, CnnlabError):
+        return type(exc)(f"{exc}; {what}")
+    return exc
 
 
 def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None) -> TrainResult:
@@ -286,11 +306,25 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
     from cnnlab.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "does not exist" if not run_dir.exists() else "is a file"
+        raise CheckpointError(f"{run_dir} {what}: give --resume the run directory `cnnlab train` "
+                              "printed, e.g. runs/<date>-<time>-<model>-<data>")
     saved = runs.read_config(run_dir)
+    if saved.get("ensemble", 1) > 1:
+        from cnnlab.ensemble_run import resume_ensemble
+
+        return resume_ensemble(run_dir, callbacks=callbacks, epochs=epochs)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}, source=str(run_dir / "config.json"))
     state = load_checkpoint(run_dir / "checkpoint.pt")
     done = state["epoch"]
+    step = state.get("step_in_epoch", 0)
+    begun = done + 1 if step else done  # a checkpoint taken by Ctrl-C holds steps of epoch done + 1
+    if epochs is not None and epochs < begun and not runs.is_complete(run_dir):
+        so_far = f"was interrupted inside epoch {begun} (step {step})" if step else f"has trained {done} epochs"
+        raise ConfigError(f"{run_dir} {so_far}, so it cannot stop at epoch {epochs}; pass --epochs "
+                          f"{begun} or more, or leave --epochs out")
     if runs.is_complete(run_dir) and (epochs is None or epochs <= done):
         how = "all its epochs" if done >= cfg.epochs else f"stopped early at epoch {done} of {cfg.epochs}"
         log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N above %d "
@@ -304,7 +338,10 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
     runs.mark_incomplete(run_dir)
     trainer = _trainer(cfg, p, run_dir, callbacks, pick_device(cfg.device))
     trainer.load_state_dict(state)
-    trainer.fit(cfg.epochs)
+    try:
+        trainer.fit(cfg.epochs)
+    except Exception as exc:
+        raise _kept_or_removed(exc, run_dir, fresh=False) from None
     return _finish(cfg, p, trainer, run_dir)
 
 

@@ -25,7 +25,8 @@ def run_dataset(run: runs.Run, data: str | None, data_dir: str | None,
     """The run's own test set (or another dataset's), converted to the model's input shape (or input_shape)."""
     spec = data or run.config.get("data")
     if not spec:
-        raise ConfigError(f"{run.path}/config.json names no dataset: pass --data")
+        raise ConfigError(f"{run.path} names no dataset (it has no config.json: a model.save "
+                          "folder, not a training run); pass --data, e.g. --data fashion-mnist")
     dataset = load_dataset(spec, data_dir or (None if data else run.config.get("data_dir")),
                            seed=run.config.get("seed", 0))
     if dataset.num_classes != len(run.classes):
@@ -43,7 +44,8 @@ def evaluation_dir(run_dir: str | Path, data: str | None = None) -> Path:
     """Where evaluate_run writes: the run directory for the run's own test set, and
     RUN/evaluate/<data>/ for another dataset, so that the run's own metrics stay as they are."""
     run_dir = Path(run_dir)
-    own = runs.read_config(run_dir).get("data")
+    # a model.save folder has no config.json: every dataset is another one
+    own = runs.read_config(run_dir).get("data") if (run_dir / "config.json").is_file() else None
     if data is None or own is not None and absolute_spec(data) == absolute_spec(own):
         return run_dir
     name = "folder-" + Path(data.removeprefix("folder:")).name if data.startswith("folder:") else data

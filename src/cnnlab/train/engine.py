@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 import torch
 from torch import nn
 
-from cnnlab.errors import CnnlabError, ConfigError, TrainingError
+from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, TrainingError
 from cnnlab.outputs import as_logits, ends_in_softmax
 from cnnlab.train.regularize import ModelEMA, regularization_loss, regularizing_modules
 from cnnlab.train.reproduce import pick_device, rng_state, seed_everything, set_rng_state  # noqa: F401 (re-exported)
@@ -238,8 +238,8 @@ class Trainer:
             if not math.isfinite(loss_value):
                 raise TrainingError(
                     f"loss became {'nan' if math.isnan(loss_value) else 'inf'} at epoch {self.epoch + 1}, "
-                    f"step {step} (lr {lr:.3g}): the learning rate is probably too high or "
-                    f"the input has NaNs; the last good checkpoint is untouched")
+                    f"step {step} (lr {lr:.3g}): the learning rate is probably too high (try "
+                    f"{lr / 10:.3g}) or the input has NaNs")
             p["loss_sum"] += loss_value * b
             p["correct"] += correct
             p["count"] += b
@@ -325,8 +325,14 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state_dict(): the next fit() continues at the same epoch, batch and RNG draw."""
         inner = getattr(self.model, "_orig_mod", self.model)
-        inner.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            inner.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # other names or shapes: another model
+            first = str(exc).strip().splitlines()[-1].strip()[:160]
+            raise CheckpointError(f"the checkpoint's weights do not fit this model ({first}): it was "
+                                  "saved by another model or config; resume with the run's own "
+                                  "checkpoint.pt") from None
         if (state["scheduler"] is None) != (self.scheduler is None):
             raise ConfigError("the checkpoint and this run disagree on having a scheduler: resume with the "
                               "run's own config")
