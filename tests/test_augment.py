@@ -137,3 +137,17 @@ def test_alternating_flip_needs_the_batches_schedule():
     assert Augment(flip="random").get_config()["flip"] is True
     with pytest.raises(ConfigError, match="'random' or 'alternating'"):
         Augment(flip="sometimes")
+
+
+def test_shifts_and_squares_too_big_for_the_images_are_refused_before_training(tmp_path, capsys):
+    from cnnlab.cli import main
+
+    Augment(translate=27, cutout=28).check_fits(28, 28)  # the largest that fit
+    with pytest.raises(ConfigError, match=r"translate of 28 pixels can shift 28x28 images wholly out of view"):
+        Augment(translate=28).check_fits(28, 28)
+    with pytest.raises(ConfigError, match=r"cutout of 29 pixels does not fit 28x32 images; use at most 28"):
+        Augment(cutout=29).check_fits(28, 32)
+    for bad in ("{cutout: 100}", "{translate: 100}"):
+        assert main(["--quiet", "train", "--augment", bad, "--out", str(tmp_path)]) == 2
+        assert "error: " in capsys.readouterr().err
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []  # refused before a run began

@@ -121,6 +121,8 @@ def prepare(cfg: TrainConfig, on_download: Callable[[int, int], None] | None = N
     model, spec = build_model(cfg.model, data.num_classes, data.input_shape)
     data_size = tuple(data.input_shape[1:])
     channels, height, width = model.input_shape
+    if cfg.augment:
+        batch_augment(cfg).check_fits(height, width)
     data = data.with_shape(channels, (height, width))
     if cfg.init:
         init_weights(model, cfg.init)

@@ -91,6 +91,17 @@ class Augment:
         self.translate, self.cutout = translate, cutout
         self.padding = padding
 
+    def check_fits(self, height: int, width: int) -> None:
+        """ConfigError unless the shift and the square fit height x width images: checked before
+        training, not at the first batch of it."""
+        side = min(height, width)
+        if self.translate >= side:
+            raise ConfigError(f"augment translate of {self.translate} pixels can shift {height}x{width} "
+                              f"images wholly out of view; use at most {side - 1} (2 to 4 is usual)")
+        if self.cutout > side:
+            raise ConfigError(f"cutout of {self.cutout} pixels does not fit {height}x{width} images; "
+                              f"use at most {side}")
+
     @property
     def flip(self) -> bool:
         """Whether images are mirrored at all (randomly or alternating)."""
