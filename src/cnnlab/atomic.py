@@ -3,15 +3,95 @@
 Every file cnnlab writes into a run directory (checkpoints, JSON, CSV, PNG, HTML) goes through
 here: a temporary file in the same folder, flushed and fsynced, then os.replace, then the folder
 fsynced so the rename itself survives a power loss.
+
+A place that cannot be written (no permission, a file where a folder is needed, a read-only or
+missing file system, a full disk) raises OutputError naming the path; a failed write leaves no
+temporary file behind.
 """
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+
+from cnnlab.errors import OutputError
+
+# errno values an OSError raised while writing the content can carry that mean "this place is full or
+# read-only", not a bug in the writer: those become OutputError too
+_STORAGE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG, errno.EROFS)
+                            if e is not None)
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words for an OSError ('No such file or directory'), without the path."""
+    return exc.strerror or str(exc)
+
+
+def _fix(exc: OSError) -> str:
+    """How to get past an OSError, as the end of an error sentence."""
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", None)):
+        return "free some space or choose another folder"
+    return "choose a folder you can write to"
+
+
+def _file_in_the_way(folder: Path) -> Path | None:
+    """The folder itself or its nearest existing parent when that is a file, not a folder; else None."""
+    for p in (folder, *folder.parents):
+        try:
+            mode = p.stat().st_mode
+        except OSError:  # missing, or under a file (ENOTDIR): look further up
+            continue
+        return None if stat.S_ISDIR(mode) else p
+    return None
+
+
+def _folder_error(folder: Path, exc: OSError) -> OutputError:
+    blocker = _file_in_the_way(folder)
+    if blocker == folder:
+        return OutputError(f"cannot use {folder} as a folder: it is a file; choose a folder, not a file")
+    if blocker is not None:
+        return OutputError(f"cannot create folder {folder}: {blocker} is a file, not a folder; "
+                           "choose another place or move that file")
+    return OutputError(f"cannot create folder {folder} ({_reason(exc)}); {_fix(exc)}")
+
+
+def _write_error(path: Path, exc: OSError) -> OutputError:
+    if isinstance(exc, IsADirectoryError) or path.is_dir():
+        return _is_a_folder(path)
+    return OutputError(f"cannot write {path} ({_reason(exc)}); {_fix(exc)}")
+
+
+def _is_a_folder(path: Path) -> OutputError:
+    return OutputError(f"cannot write {path}: it is a folder; choose a file name, not a folder")
+
+
+@contextmanager
+def _writing(path: Path):
+    """Turn an OSError of the file-system calls inside into an OutputError naming path."""
+    try:
+        yield
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create a folder and its parents (fine if it exists).
+
+    Raises:
+        OutputError: it cannot be created (a file in the way, no permission, a read-only or missing place).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _folder_error(folder, exc) from exc
+    return folder
 
 
 def fsync_dir(folder: str | Path) -> None:
@@ -28,33 +108,63 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+def _remove_stale(folder: Path, prefix: str) -> None:
+    """Remove leftover temporaries of writers killed mid-write (best effort: a folder that can be written
+    but not listed still takes the new file)."""
+    try:
+        for stale in folder.glob(f"{prefix}*.tmp"):
+            stale.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Write a file via a temporary one in the same folder: flush, fsync, os.replace, fsync the folder.
 
-    Leftover temporaries of writers killed mid-write are removed first.
+    Leftover temporaries of writers killed mid-write are removed first; a failed write removes its own.
 
     Args:
         path: the destination file; its folder is created if missing.
         write: called with the open binary temporary file; writes the whole content.
+
+    Raises:
+        OutputError: the folder or the file cannot be written (no permission, a file where a folder is
+            needed, a folder where the file should go, a read-only, missing or full place).
     """
     path = Path(path)
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(path.parent)
+    if path.is_dir():
+        raise _is_a_folder(path)
     prefix = f".{path.name}."
-    for stale in folder.glob(f"{prefix}*.tmp"):
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    _remove_stale(folder, prefix)
+    with _writing(path):
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+    f = os.fdopen(fd, "wb")
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        with os.fdopen(fd, "wb") as f:
+        with _writing(path):
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
+        try:
             write(f)
+        except OSError as exc:
+            if exc.errno not in _STORAGE_ERRNOS:
+                raise
+            raise _write_error(path, exc) from exc
+        with _writing(path):
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+            f.close()
+            os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        try:
+            f.close()  # may flush what the writer left buffered, and fail the same way: the fd is closed anyway
+        except OSError:
+            pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # the next write of this path removes it as stale
         raise
     fsync_dir(folder)
     return path

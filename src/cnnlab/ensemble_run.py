@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from cnnlab import runs
+from cnnlab.atomic import make_folder
 from cnnlab.errors import ConfigError
 from cnnlab.train.config import TrainConfig
 
@@ -150,7 +151,7 @@ def combine_runs(run_dirs: Sequence[str | Path], *, data: str | None = None, dat
         "members": [str(Path(d)) for d in run_dirs],
     })
     if out is not None:
-        Path(out).mkdir(parents=True, exist_ok=True)
+        make_folder(Path(out))
         runs.write_json(Path(out) / "metrics.json", report)
     return report, format_table(report)
 
@@ -162,12 +163,13 @@ def lr_find(cfg: TrainConfig, *, out: str | Path = "lr-find.png", num_steps: int
     Returns:
         (LRFindResult, path of the plot).
     """
-    from cnnlab.explain.figures import save_figure
+    from cnnlab.explain.figures import figure_format, save_figure
     from cnnlab.pipeline import _batches, prepare
     from cnnlab.train.lr_find import lr_range_test, plot_lr_find
     from cnnlab.train.optim import make_optimizer
     from cnnlab.train.reproduce import pick_device, seed_everything
 
+    figure_format(out)  # a plot name it cannot write is refused before the range test runs
     seed_everything(cfg.seed)
     p = prepare(cfg)
     device = pick_device(cfg.device)

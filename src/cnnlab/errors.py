@@ -30,3 +30,8 @@ class ConfigError(CnnlabError):
 
 class TrainingError(CnnlabError):
     """Training cannot go on: the loss became NaN or infinite."""
+
+
+class OutputError(CnnlabError):
+    """A file or folder cannot be written: no permission, a file in the way, a read-only or missing place,
+    or a file name whose suffix names a format cnnlab cannot write."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from cnnlab.atomic import write_text
+from cnnlab.atomic import make_folder, write_text
 from cnnlab.errors import ConfigError, DataFormatError
 from cnnlab.outputs import as_logits, ends_in_softmax
 
@@ -237,7 +237,7 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
     }
     if data is not None:
         metrics["data"] = data
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(run_dir)
     path = run_dir / "metrics.json"
     merged = {}
     if path.exists():

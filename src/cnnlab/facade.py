@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.atomic import make_folder
 from cnnlab.data.loader import batch_count, batch_slice
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.outputs import as_logits, ends_in_softmax
@@ -274,7 +275,7 @@ class KerasFacade:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} is a file; save writes a folder: give a folder name")
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path)
         runs.save_weights(path, self)  # the weights first: a model.json is only ever beside its weights
         runs.save_model_json(path, {"sequential": self.to_config()}, classes, self.input_shape, mean, std)
         return path

@@ -22,6 +22,7 @@ from torch import nn
 
 import cnnlab
 from cnnlab import runs
+from cnnlab.atomic import make_folder
 from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
 from cnnlab.data.sources import absolute_spec
@@ -256,7 +257,7 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
         run_dir = runs.new_run_dir(cfg.out, *run_names(cfg))
     else:
         run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(run_dir)
         runs.mark_incomplete(run_dir)
     runs.write_json(run_dir / "config.json", run_config(cfg, device))
     runs.save_model_json(run_dir, p.spec, p.data.classes, p.data.input_shape, p.mean, p.std,

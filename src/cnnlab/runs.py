@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from cnnlab.errors import CheckpointError, CnnlabError
+from cnnlab.atomic import make_folder
+from cnnlab.errors import CheckpointError, CnnlabError, OutputError
 from cnnlab.train.checkpoint import atomic_write
 
 INCOMPLETE = "run.incomplete"
@@ -40,15 +41,22 @@ def new_run_dir(out: str | Path, model_name: str, data_name: str) -> Path:
         out: the folder holding runs (created if missing).
         model_name: e.g. "seed-cnn" or a model file's stem.
         data_name: e.g. "fashion-mnist".
+
+    Raises:
+        OutputError: out or the run folder cannot be created (a file in the way, no permission, a
+            read-only or missing place).
     """
     base = f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(model_name)}-{_slug(data_name)}"
-    Path(out).mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     for n in range(1, 1000):
         path = Path(out) / (base if n == 1 else f"{base}-{n}")
         try:
             path.mkdir()  # exclusive: two runs started in the same second get different folders
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise OutputError(f"cannot create a run folder in {out} ({exc.strerror or exc}); "
+                              "choose an output folder you can write to") from exc
         mark_incomplete(path)
         return path
     raise CnnlabError(f"could not create a run directory {base} in {out}: 999 already exist; clean up {out}")

@@ -1,4 +1,4 @@
-"""Shared figure helpers: Agg-backed Figures, one house style, grids, atomic PNG writing.
+"""Shared figure helpers: Agg-backed Figures, one house style, grids, atomic writing (PNG, PDF, SVG, ...).
 
 Everything here uses matplotlib's object API (``matplotlib.figure.Figure``), never pyplot, so
 no global figure state leaks and nothing opens a window; a notebook shows a returned Figure
@@ -10,18 +10,21 @@ from __future__ import annotations
 import io
 import math
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.backend_bases import FigureCanvasBase
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cnnlab.atomic import write_bytes
+from cnnlab.errors import OutputError
 
-DPI = 120  # pixels per inch of every saved PNG
+DPI = 120  # pixels per inch of every saved PNG (and of the pixels in other formats)
 
 # One look for every picture: readable sizes at 120 dpi, light grid, no top/right spines.
 STYLE = {
@@ -64,8 +67,34 @@ def figure_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def figure_format(path: str | os.PathLike) -> str:
+    """The file format a figure path's suffix names ('png' for x.png, 'pdf' for x.PDF), checked up front.
+
+    The formats are matplotlib's (``FigureCanvasBase.get_supported_filetypes()``: png, pdf, svg,
+    jpg, eps, ...); call this before long work whose result a bad name would throw away.
+
+    Raises:
+        OutputError: the name has no suffix, or one matplotlib cannot write (e.g. .txt), or it is
+            .pgf and the TeX program matplotlib needs for it is not installed.
+    """
+    path = Path(path)
+    fmt = path.suffix[1:].lower()
+    supported = FigureCanvasBase.get_supported_filetypes()
+    if fmt not in supported:
+        names = ", ".join(f".{s}" for s in sorted(supported))
+        what = f"matplotlib cannot write .{fmt} files" if fmt else "the name has no suffix to say the format"
+        raise OutputError(f"cannot save a figure as {path}: {what}; end the name in one of {names}")
+    if fmt == "pgf":
+        tex = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(tex) is None:
+            raise OutputError(f"cannot save a figure as {path}: matplotlib needs {tex} for .pgf and it is not "
+                              "installed; install it or end the name in .pdf or .svg")
+    return fmt
+
+
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
-    """Write the Figure as a PNG atomically (temp file in the same folder, then os.replace).
+    """Write the Figure atomically (temp file in the same folder, then os.replace) in the format its
+    suffix names: .png, .pdf, .svg, .jpg, ... (see figure_format), at the house dpi on white.
 
     Args:
         fig: the Figure to write.
@@ -73,10 +102,16 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
 
     Returns:
         The path written.
+
+    Raises:
+        OutputError: the suffix names no format matplotlib writes, or the file or its folder cannot
+            be written (no permission, a file in the way, a read-only or missing place).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes(path, figure_png(fig))
+    fmt = figure_format(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=fig.dpi, facecolor="white")
+    write_bytes(path, buf.getvalue())
     return path
 
 
