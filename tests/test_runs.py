@@ -84,8 +84,8 @@ def _sequential():
                                 input_shape=(1, 8, 8))
 
 
-def _write_run(run_dir, model, spec, history=True):
-    runs.save_model_json(run_dir, spec, ["a", "b", "c"], (1, 8, 8), (0.5,), (0.25,))
+def _write_run(run_dir, model, spec, history=True, input_shape=(1, 8, 8), classes=("a", "b", "c")):
+    runs.save_model_json(run_dir, spec, classes, input_shape, (0.5,), (0.25,))
     runs.write_json(run_dir / "config.json", {"data": "x", "seed": 3})
     runs.save_weights(run_dir, model)
     if history:
@@ -116,7 +116,8 @@ def test_load_run_round_trip_zoo(tmp_path):
     zoo = pytest.importorskip("cnnlab.zoo")
     torch.manual_seed(0)
     model = zoo.create("seed-cnn").eval()
-    _write_run(tmp_path, model, model.spec, history=False)
+    # model.json as a seed-cnn run has it: load_run checks it against the model
+    _write_run(tmp_path, model, model.spec, history=False, input_shape=(1, 28, 28), classes="0123456789")
     run = runs.load_run(tmp_path)
     x = torch.randn(2, 1, 28, 28)
     assert torch.equal(run.model(x), model(x)) and run.history == []
@@ -146,3 +147,22 @@ def test_load_run_errors_name_the_path_and_the_fix(tmp_path):
                                                 "mean": [], "std": []}))
     with pytest.raises(CheckpointError, match="neither"):
         runs.load_run(run)
+
+
+def test_a_model_json_edited_away_from_its_weights_is_refused(tmp_path):
+    model = _sequential()  # 1x8x8 in, three classes out
+    _write_run(tmp_path, model, {"sequential": model.to_config()})
+    good = json.loads((tmp_path / "model.json").read_text())
+    runs.load_run(tmp_path)
+    for edit, words in (({"classes": ["a", "b"]}, r"names 2 classes but the model gives \(3,\) outputs"),
+                        ({"input_shape": [3, 8, 8]}, r"says the model takes 3x8x8 inputs, but it does not"),
+                        ({"mean": [0.5, 0.5, 0.5]}, r"has 3 means and 1 stds for 1 input channels")):
+        (tmp_path / "model.json").write_text(json.dumps({**good, **edit}))
+        with pytest.raises(CheckpointError, match=words):
+            runs.load_run(tmp_path)
+
+
+def test_an_ensemble_folder_points_at_its_members(tmp_path):
+    (tmp_path / "member-1").mkdir()
+    with pytest.raises(CheckpointError, match=r"is an ensemble of runs, not one run: pass one of its members"):
+        runs.load_run(tmp_path)

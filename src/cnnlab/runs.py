@@ -228,6 +228,25 @@ def build_from_spec(spec: dict, input_shape: Sequence[int] | None = None) -> nn.
                           f"the file was not written by cnnlab")
 
 
+def _check_model_json(model: nn.Module, info: dict, where: Path) -> None:
+    """CheckpointError unless the model takes model.json's input_shape and gives one score per class
+    it names (a hand-edited file would otherwise fail deep inside predict)."""
+    shape = tuple(info["input_shape"])
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros((1, *shape)))
+    except (RuntimeError, CnnlabError) as exc:
+        reason = str(exc).strip().splitlines()[0][:120]
+        raise CheckpointError(f"{where} says the model takes {'x'.join(map(str, shape))} inputs, but it "
+                              f"does not ({reason}): the file was edited or damaged; restore it") from None
+    if out.dim() != 2 or out.shape[1] != len(info["classes"]):
+        raise CheckpointError(f"{where} names {len(info['classes'])} classes but the model gives "
+                              f"{tuple(out.shape[1:])} outputs: the file was edited or damaged; restore it")
+    if len(info["mean"]) != shape[0] or len(info["std"]) != shape[0]:
+        raise CheckpointError(f"{where} has {len(info['mean'])} means and {len(info['std'])} stds for "
+                              f"{shape[0]} input channels: the file was edited or damaged; restore it")
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory: model with its weights, classes, normalisation, config, history, metrics.
 
@@ -238,6 +257,10 @@ def load_run(path: str | Path) -> Run:
     if not path.is_dir():
         what = "does not exist" if not path.exists() else "is a file, not a run directory"
         raise CheckpointError(f"{path} {what}: pass the folder `cnnlab train` created, e.g. runs/<date>-<time>-<model>-<data>")
+    if not (path / "model.json").exists() and (path / "member-1").is_dir():
+        raise CheckpointError(f"{path} is an ensemble of runs, not one run: pass one of its members, e.g. "
+                              f"{path / 'member-1'}, or combine them with `cnnlab ensemble "
+                              f"{path}/member-*`")
     info = read_json(path / "model.json")
     if not (path / WEIGHTS).exists():
         raise CheckpointError(f"no {WEIGHTS} in {path}: the run has not finished; continue it with "
@@ -248,6 +271,7 @@ def load_run(path: str | Path) -> Run:
     model = build_from_spec(info["spec"], info["input_shape"])
     load_weights(model, path / WEIGHTS)
     model.eval()
+    _check_model_json(model, info, path / "model.json")
     metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else None
     config = read_config(path) if (path / "config.json").exists() else {}
     return Run(path=path, model=model, classes=list(info["classes"]), input_shape=tuple(info["input_shape"]),
