@@ -389,6 +389,15 @@ def test_shape_warning_is_one_line_and_shape_error_names_the_file_line(tmp_path)
     assert any("never reaches the last 1 row" in line for line in lines)
 
 
+def test_a_model_file_with_the_wrong_number_of_outputs_is_named(tmp_path, capsys):
+    path = tmp_path / "five.yaml"
+    path.write_text("input_shape: [1, 28, 28]\nlayers:\n  - Flatten\n  - Dense: {units: 5}\n")
+    code, _, err = run_cli(capsys, "train", "--model", str(path), "--out", str(tmp_path / "runs"))
+    assert code == 2
+    assert _error_line(err).startswith(f"error: {path}: layer 1 (Dense) gives 5 outputs but the dataset "
+                                       "has 10 classes")
+
+
 def test_lr_find_prints_the_suggestion_and_the_notes(tmp_path, capsys):
     png = tmp_path / "lr.png"
     code, out, err = run_cli(capsys, "lr-find", "--optimizer", "muon", "--lr", "0.05", "--plot", str(png))

@@ -79,7 +79,10 @@ def build_model(name: str, num_classes: int, input_shape: tuple[int, int, int]) 
         from cnnlab.model_file import load_model_file
 
         model = load_model_file(name)
-        check_num_classes(model, num_classes)
+        try:
+            check_num_classes(model, num_classes)
+        except ShapeError as exc:  # the model file is where the fix goes: name it
+            raise ShapeError(f"{name}: {exc}") from None
         return model, {"sequential": model.to_config()}
     from cnnlab import zoo
 
