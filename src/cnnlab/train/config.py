@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
+import numbers
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,26 +138,55 @@ class TrainConfig:
             raise ConfigError(f"compile_mode {self.compile_mode!r} needs compile on: set compile: true "
                               "(--compile) as well, or leave compile_mode at 'default'")
         for name in ("epochs", "batch_size", "ensemble", "step_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}: set a positive value")
-        if not 0.0 <= self.val_split < 1.0:
-            raise ConfigError(f"val_split must be in [0, 1), got {self.val_split}: e.g. 0.1 holds out 10%")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}: try 1e-3 for adam or 0.01 for sgd")
+            _check_count(name, getattr(self, name), 1, "set a positive value")
         if self.cuda_graph and self.compile:
             raise ConfigError("cuda_graph and compile cannot be combined: choose one (compile has its own "
                               "CUDA graphs: compile_mode reduce-overhead)")
-        if self.bias_lr_scale <= 0:
-            raise ConfigError(f"bias_lr_scale must be > 0, got {self.bias_lr_scale}: 1 trains biases at lr")
-        if self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:
+        if not (0.0 < self.muon_lr < math.inf and 0.0 <= self.muon_momentum < 1.0):
             raise ConfigError(f"muon_lr must be > 0 and muon_momentum in [0, 1), got {self.muon_lr} and "
                               f"{self.muon_momentum}: airbench94_muon uses 0.24 and 0.6")
         if self.augment is not None:
             _check_augment(self.augment)
         if self.mix is not None:
             _check_mix(self.mix, self.mix_alpha, self.mix_prob)
-        if self.ema is not None and not 0.0 < self.ema < 1.0:
-            raise ConfigError(f"ema is a decay in (0, 1), got {self.ema}: try 0.999")
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """ConfigError for a numeric setting outside the range it makes sense in (NaN and inf included)."""
+        _check_range("val_split", self.val_split, "e.g. 0.1 holds out 10%", at_least=0, below=1)
+        # the optimizer
+        _check_range("lr", self.lr, "try 1e-3 for adam or 0.01 for sgd", above=0)
+        _check_range("momentum", self.momentum, "0.9 is usual (momentum 1 never forgets and diverges)",
+                     at_least=0, below=1)
+        _check_range("weight_decay", self.weight_decay, "0 turns it off, 5e-4 is typical", at_least=0)
+        _check_range("bias_lr_scale", self.bias_lr_scale, "1 trains biases at lr", above=0)
+        # the schedule
+        _check_range("warmup_epochs", self.warmup_epochs, f"the warm-up must end before the {self.epochs} "
+                     "epochs do (0 = none)", at_least=0, below=self.epochs)
+        if self.gamma is not None:  # a decay factor: > 1 would make the lr grow every step / epoch
+            _check_range("gamma", self.gamma, "a decay factor, e.g. 0.1 every step_size epochs (step) or "
+                         "0.95 per epoch (exponential)", above=0, at_most=1)
+        _check_range("min_lr", self.min_lr, "the cosine schedule falls from lr to min_lr, e.g. 0 or lr / 100",
+                     at_least=0, at_most=self.lr)
+        _check_range("plateau_factor", self.plateau_factor, "try 0.1 or 0.5", above=0, below=1)
+        _check_count("plateau_patience", self.plateau_patience, 0, "e.g. 3 epochs without improvement")
+        # regularisation
+        _check_range("label_smoothing", self.label_smoothing, "0 turns it off, 0.1 is typical",
+                     at_least=0, below=1)
+        if self.grad_clip is not None:
+            _check_range("grad_clip", self.grad_clip, "1.0 is typical; leave it unset to turn clipping off",
+                         above=0)
+        if self.ema is not None:
+            _check_range("ema", self.ema, "it is a decay, try 0.999", above=0, below=1)
+        _check_range("mix_alpha", self.mix_alpha, "CutMix uses 1.0, mixup 0.2 to 1.0", above=0)
+        _check_range("mix_prob", self.mix_prob, "1.0 mixes every batch, CutMix on CIFAR uses 0.5",
+                     above=0, at_most=1)
+        # stopping
+        if self.early_stopping_patience is not None:
+            _check_count("early_stopping_patience", self.early_stopping_patience, 0,
+                         "e.g. 5 epochs without improvement")
+        _check_range("min_delta", self.min_delta, "it is the smallest decrease of val_loss that counts, "
+                     "e.g. 0 or 1e-4", at_least=0)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "the configuration") -> "TrainConfig":
@@ -222,10 +253,43 @@ class TrainConfig:
         return rows
 
 
+def _check_count(name: str, value: int, minimum: int, fix: str) -> None:
+    """ConfigError unless the whole-number setting `name` is at least `minimum`."""
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}: {fix}")
+
+
+def _check_range(name: str, value: float, fix: str, *, above: float | None = None,
+                 at_least: float | None = None, below: float | None = None,
+                 at_most: float | None = None) -> None:
+    """ConfigError unless `value` is a finite number within the bounds: a lower one (above or
+    at_least) and optionally an upper one (below or at_most).
+
+    The message states the range: "in [0, 1)" with both ends, "a finite number > 0" with a lower one.
+    """
+    low = above if above is not None else at_least
+    high = below if below is not None else at_most
+    ok = isinstance(value, numbers.Real) and math.isfinite(value)
+    ok = ok and (above is None or value > above) and (at_least is None or value >= at_least)
+    ok = ok and (below is None or value < below) and (at_most is None or value <= at_most)
+    if ok:
+        return
+    if high is None:
+        wanted = f"a finite number {'>' if above is not None else '>='} {low}"
+    else:
+        wanted = f"in {'(' if above is not None else '['}{low}, {high}{')' if below is not None else ']'}"
+    raise ConfigError(f"{name} must be {wanted}, got {value}: {fix}")
+
+
 def _check_augment(values: dict) -> None:
     """ConfigError now, before any run directory exists, for augment settings Augment refuses."""
     from cnnlab.data.augment import Augment  # torch-heavy: imported only when augment is set
 
+    for key in ("translate", "cutout"):  # torch's pad and randint take whole pixel counts only
+        value = values.get(key, 0) if isinstance(values, dict) else 0
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"augment {key} must be a whole number of pixels, got {value!r}: "
+                              "e.g. {flip: true, translate: 2, cutout: 8}")
     try:
         Augment(**values)
     except TypeError:
@@ -279,4 +343,5 @@ def _coerce(name: str, value: Any, type_name: str, source: str) -> Any:
             return value
     except (TypeError, ValueError):
         pass
-    raise ConfigError(f"setting '{name}' in {source} must be a {type_name}, got {value!r}: fix its value")
+    article = "an" if type_name[0] in "aeiou" else "a"  # an int, a float
+    raise ConfigError(f"setting '{name}' in {source} must be {article} {type_name}, got {value!r}: fix its value")
