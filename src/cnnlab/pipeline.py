@@ -25,8 +25,8 @@ from cnnlab import runs
 from cnnlab.atomic import make_folder
 from cnnlab.data import ImageDataset, TensorBatches, load_dataset
 from cnnlab.data.augment import Augment
-from cnnlab.data.sources import absolute_spec
 from cnnlab.data.mix import BatchMix
+from cnnlab.data.sources import absolute_spec
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataFormatError, ShapeError
 from cnnlab.evaluate import tta_warning
 from cnnlab.train import callbacks as cb
