@@ -295,6 +295,14 @@ def test_numbers_out_of_range_are_usage_errors(capsys, trained_run):
         assert "is below" in capsys.readouterr().err, argv
 
 
+def test_summary_of_a_run_keeps_its_trained_input(trained_run, capsys):
+    code, out, _ = run_cli(capsys, "summary", str(trained_run), "--input", "1x28x28")  # its own: fine
+    assert code == 0 and "Total params" in out
+    code, _, err = run_cli(capsys, "summary", str(trained_run), "--input", "1x56x56")
+    assert code == 2
+    assert "holds a model trained on 1x28x28 inputs, whose weights fix that size" in _error_line(err)
+
+
 def test_resume_takes_only_epochs(trained_run, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train", "--resume", str(trained_run), "--lr", "5", "--model", "lenet5")
     assert code == 2

@@ -171,7 +171,14 @@ def summarize_model(model: str, *, input_shape: tuple[int, ...] | None = None, n
     if input_shape is not None and len(input_shape) != 3:
         raise ConfigError(f"--input {'x'.join(map(str, input_shape))} must be CxHxW, e.g. 1x28x28")
     if Path(model).is_dir():
-        net = runs.load_run(model).model
+        run = runs.load_run(model)
+        if input_shape is not None and tuple(input_shape) != tuple(run.input_shape):
+            # its weights fix the sizes (a Dense layer's inputs): another input needs another model
+            shown = "x".join(map(str, run.input_shape))
+            raise ConfigError(f"{model} holds a model trained on {shown} inputs, whose weights fix "
+                              f"that size; leave --input out, or summarise its architecture for "
+                              f"other inputs by zoo name or model file")
+        net = run.model
     elif model.endswith(MODEL_FILE_SUFFIXES):
         net = load_model_file(model, input_shape=input_shape)
     else:
