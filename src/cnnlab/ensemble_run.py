@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -44,10 +43,7 @@ def resume_ensemble(root: str | Path, *, callbacks: Sequence[Any] = (), epochs: 
     from cnnlab import pipeline
 
     root = Path(root)
-    saved = runs.read_config(root)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known},
-                                source=str(root / "config.json"))
+    saved, cfg = pipeline.saved_config(root)
     if runs.is_complete(root) and epochs is None:
         log.warning("%s already finished (%d members combined); nothing to resume: pass --epochs N "
                     "to train its members further", root, cfg.ensemble)

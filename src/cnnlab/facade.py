@@ -195,7 +195,6 @@ class KerasFacade:
         from cnnlab.console import Progress
         from cnnlab.train.engine import History, Trainer
 
-        self._need_compile("fit")  # before any work on x
         if not 0 <= initial_epoch <= epochs:
             raise ConfigError(f"fit needs 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch} and "
                               f"epochs={epochs}: epochs is the epoch to train up to, as in Keras")
@@ -230,7 +229,6 @@ class KerasFacade:
         """(loss, accuracy) on (x, y), as Keras's model.evaluate with metrics=['accuracy']."""
         from cnnlab.train.engine import Trainer
 
-        self._need_compile("evaluate")
         x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
         self._need_compile("evaluate", x)
         _check_images(self, x, "evaluate")

@@ -23,7 +23,7 @@ from torch import nn
 import cnnlab
 from cnnlab import runs
 from cnnlab.atomic import make_folder
-from cnnlab.data import ImageDataset, TensorBatches, load_dataset
+from cnnlab.data import ImageDataset, TensorBatches, load_dataset, stratified_split
 from cnnlab.data.augment import Augment
 from cnnlab.data.mix import BatchMix
 from cnnlab.data.sources import absolute_spec
@@ -104,15 +104,14 @@ def check_splits(data: ImageDataset, val_split: float) -> None:
                               "(for a folder: a test/ subfolder, or at least 3 images per class, "
                               "of which a fifth is held out, rounded)")
     if val_split > 0:
-        counts = torch.bincount(data.y_train)
-        held = int(torch.round(counts.double() * val_split).sum())
-        most = int(counts.max())
-        if held == 0:
+        kept, held = stratified_split(data.y_train, val_split, seed=0)  # any seed: same counts
+        if len(held) == 0:
+            most = int(torch.bincount(data.y_train).max())
             raise DataFormatError(
                 f"--val-split {val_split:g} holds out no images: {data.name}'s classes have at "
                 f"most {most} training images and round({most} x {val_split:g}) = 0; raise "
                 "--val-split, add images, or pass --val-split 0")
-        if held == len(data.y_train):
+        if len(kept) == 0:
             raise DataFormatError(f"--val-split {val_split:g} holds out every training image "
                                   f"of {data.name}; lower it or add images")
 
@@ -298,6 +297,14 @@ def _kept_or_removed(exc: Exception, run_dir: Path, fresh: bool) -> Exception:
     return exc
 
 
+def saved_config(run_dir: Path) -> tuple[dict, TrainConfig]:
+    """A run's config.json as written (with its versions and hardware) and as the TrainConfig it holds."""
+    saved = runs.read_config(run_dir)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    return saved, TrainConfig.from_dict({k: v for k, v in saved.items() if k in known},
+                                        source=str(run_dir / "config.json"))
+
+
 def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None) -> TrainResult:
     """Continue an interrupted run exactly where its checkpoint left it.
 
@@ -316,13 +323,11 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
         what = "does not exist" if not run_dir.exists() else "is a file"
         raise CheckpointError(f"{run_dir} {what}: give --resume the run directory `cnnlab train` "
                               "printed, e.g. runs/<date>-<time>-<model>-<data>")
-    saved = runs.read_config(run_dir)
-    if saved.get("ensemble", 1) > 1:
+    saved, cfg = saved_config(run_dir)
+    if cfg.ensemble > 1:
         from cnnlab.ensemble_run import resume_ensemble
 
         return resume_ensemble(run_dir, callbacks=callbacks, epochs=epochs)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig.from_dict({k: v for k, v in saved.items() if k in known}, source=str(run_dir / "config.json"))
     state = load_checkpoint(run_dir / "checkpoint.pt")
     done = state["epoch"]
     step = state.get("step_in_epoch", 0)
