@@ -161,12 +161,12 @@ class KerasFacade:
         optimizer, lr = self._optimizer_spec
         return optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(optimizer, self, lr)
 
-    def _need_compile(self, what: str, x: torch.Tensor | None = None) -> None:
-        """ConfigError unless compiled; with images x, build a model that has no input shape yet
-        from x's, and make its optimizer."""
+    def _need_compile(self, what: str, x: torch.Tensor) -> None:
+        """ConfigError unless compiled; a model with no input shape yet is built from images x's,
+        and its optimizer made."""
         if getattr(self, "_optimizer_spec", None) is None:
             raise ConfigError(f"call model.compile(optimizer, loss) before model.{what}()")
-        if x is not None and getattr(self, "built", True) is False:
+        if getattr(self, "built", True) is False:
             self.build(tuple(x.shape[1:]))
             self.to(self._device)
         if self._optimizer is None and getattr(self, "built", True):
