@@ -233,3 +233,20 @@ def test_cnnlab_conv2d_layers_are_found_by_their_own_name():
     conv = dict(model.named_modules())["0"].conv
     torch.testing.assert_close(maps.pre, conv(x)[0].detach())
     torch.testing.assert_close(maps.post, torch.relu(conv(x))[0].detach())
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_written():
+    # matplotlib reads "$...$" as a mathtext formula: "$5_to_$10" failed to parse and "$5-$10" lost
+    # its $ signs; the house style draws text as written
+    from cnnlab.explain.confusion import confusion_figure, top_losses_figure
+    from cnnlab.explain.figures import figure_png
+
+    classes = ["under_$5", "$5_to_$10", "over_$10"]
+    fig = confusion_figure(torch.eye(3, dtype=torch.long) * 4, classes, title="prices $5-$10")
+    assert figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"  # rendering parses every text
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == classes
+    assert not any(t.get_parse_math() for t in ax.get_xticklabels() + [ax.title])
+    images = torch.randint(0, 255, (2, 1, 8, 8), dtype=torch.uint8)
+    figure_png(top_losses_figure(images, torch.tensor([0, 1]), torch.tensor([1, 2]),
+                                 torch.tensor([0.6, 0.7]), classes))

@@ -40,6 +40,9 @@ STYLE = {
     "axes.grid": False,
     "grid.alpha": 0.3,
     "image.interpolation": "nearest",  # a 7x7 map must look like 49 pixels, not a blur
+    # text is drawn as written: a class or folder named "under_$5" is no mathtext formula (which
+    # would fail to parse or lose its $ signs); no house figure uses mathtext or a log axis
+    "text.parse_math": False,
 }
 
 RED = "#c62828"    # wrong prediction
