@@ -137,3 +137,26 @@ def test_gradcam_figure_shows_image_and_overlay():
     blend = overlay(img, cam, alpha=0.5)
     assert blend.shape == (10, 12, 3)
     assert blend[2, 3, 0] > blend[0, 0, 0] - 0.5 * img[0, 0, 0].item() / 255  # red where hot
+
+
+def test_a_model_ending_in_softmax_is_explained_by_its_logit():
+    # Grad-CAM differentiates the class logit; for a model ending in softmax that is the softmax's
+    # input, not log p (whose gradient also carries log-sum-exp's and gives another map)
+    import cnnlab
+    from cnnlab.layers import Activation, Conv2D, Dense, Flatten
+
+    torch.manual_seed(0)
+    body = [Conv2D(6, 3, padding="same", activation="relu"), Conv2D(8, 3, activation="relu"),
+            Flatten()]
+    logits_model = cnnlab.Sequential([*body, Dense(5)], input_shape=(1, 10, 10))
+    for softmax_model in (
+            cnnlab.Sequential([*body, Dense(5, activation="softmax")], input_shape=(1, 10, 10)),
+            cnnlab.Sequential([*body, Dense(5), Activation("softmax")], input_shape=(1, 10, 10))):
+        softmax_model.load_state_dict(logits_model.state_dict())
+        for seed in range(5):
+            x = torch.randn(1, 1, 10, 10, generator=torch.Generator().manual_seed(seed))
+            for k in range(5):
+                want = grad_cam(logits_model, x, class_index=k)
+                got = grad_cam(softmax_model, x, class_index=k)
+                assert torch.allclose(got.cam, want.cam, atol=1e-6), (seed, k)
+                assert torch.allclose(got.probs, want.probs, atol=1e-6)

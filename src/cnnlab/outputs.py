@@ -21,19 +21,25 @@ from torch import nn
 EPSILON = 1e-7  # Keras' epsilon: the smallest probability whose log is taken
 
 
-def ends_in_softmax(model: nn.Module) -> bool:
-    """True when model's output is already class probabilities: a (cnnlab or torch) Sequential whose
-    last layer is a softmax, on its own (`Activation("softmax")`, `nn.Softmax`) or as a layer's
-    activation (`Dense(10, activation="softmax")`). Wrappers (torch.compile, CUDA graphs) are
-    looked through; any other model is taken to output logits."""
+def final_softmax(model: nn.Module) -> nn.Softmax | None:
+    """The softmax that ends a (cnnlab or torch) Sequential, on its own (`Activation("softmax")`,
+    `nn.Softmax`) or as a layer's activation (`Dense(10, activation="softmax")`), else None: its
+    input is the model's logits. Wrappers (torch.compile, CUDA graphs) are looked through."""
     from cnnlab.model import Sequential  # here: cnnlab.model imports the facade, which imports this
 
     model = getattr(model, "_orig_mod", model)
     while isinstance(model, (nn.Sequential, Sequential)) and len(model) > 0:
         model = model[-1]
-    if isinstance(model, nn.Softmax):
-        return True
-    return isinstance(getattr(model, "activation", None), nn.Softmax)
+    for candidate in (model, getattr(model, "activation", None)):
+        if isinstance(candidate, nn.Softmax):
+            return candidate
+    return None
+
+
+def ends_in_softmax(model: nn.Module) -> bool:
+    """True when model's output is already class probabilities (final_softmax finds one); any
+    other model is taken to output logits."""
+    return final_softmax(model) is not None
 
 
 def as_logits(output: torch.Tensor, softmax: bool) -> torch.Tensor:

@@ -4,8 +4,8 @@ Selvaraju et al. 2017, "Grad-CAM: Visual Explanations from Deep Networks via Gra
 Localization" (arXiv:1610.02391): for the target layer's activations A (K, h, w) and the class
 score y_c (the logit, before softmax), the weights are alpha_k = mean_ij dy_c/dA_kij, and the map
 is ReLU(sum_k alpha_k A_k), upsampled to the input size. For a model that ends in softmax (the
-lectures' Keras models) the logits are out of reach, and the score is log p_c, which differs from
-y_c by log sum_j exp(y_j), a term shared by all classes.
+lectures' Keras models) the logit is the softmax's input, taken there: not log p_c, whose gradient
+also carries that of log sum_j exp(y_j) and gives another map.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.outputs import as_logits, ends_in_softmax
+from cnnlab.outputs import final_softmax
 from cnnlab.explain.figures import house_style, new_figure, show_image, to_display
 from cnnlab.explain.maps import _as_batch, conv_layers, resolve_conv
 
@@ -80,15 +80,24 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
         grabbed.append(leaf)
         return leaf.clone()  # a non-leaf, so a later in-place ReLU stays legal
 
+    logits_in: list[torch.Tensor] = []  # a model ending in softmax: its input, the logits
+
+    def grab_logits(_m, inputs):
+        logits_in.append(inputs[0])
+
     flags = [(p, p.requires_grad) for p in model.parameters()]
     was_training = model.training
-    handle = module.register_forward_hook(swap)
+    handles = [module.register_forward_hook(swap)]
+    softmax = final_softmax(model)
+    if softmax is not None:
+        handles.append(softmax.register_forward_pre_hook(grab_logits))
     try:
         model.eval()
         for p, _ in flags:
             p.requires_grad_(False)
         with torch.enable_grad():
-            logits = as_logits(model(x), ends_in_softmax(model))  # a softmax model: log-probabilities
+            out = model(x)
+            logits = logits_in[-1] if logits_in else out  # (1, K)
             if not grabbed or grabbed[0].dim() != 4:
                 raise ConfigError(f"Layer {target_layer!r} gave no (1, C, h, w) output for "
                                   "Grad-CAM; pick a convolutional layer.")
@@ -99,7 +108,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
                                   f"pass 0..{probs.numel() - 1}.")
             (grad,) = torch.autograd.grad(logits[0, k], grabbed[0])
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
