@@ -250,3 +250,23 @@ def test_class_names_with_dollar_signs_are_drawn_as_written():
     images = torch.randint(0, 255, (2, 1, 8, 8), dtype=torch.uint8)
     figure_png(top_losses_figure(images, torch.tensor([0, 1]), torch.tensor([1, 2]),
                                  torch.tensor([0.6, 0.7]), classes))
+
+
+def test_a_conv2d_without_its_own_activation_shows_the_activation_that_follows():
+    # Keras' Conv2D -> BatchNormalization -> Activation (and the zoo's ResNets): the activation map
+    # is ReLU(BN(conv)), not the feature map again
+    import cnnlab
+    from cnnlab.layers import Activation, BatchNorm, Conv2D
+
+    torch.manual_seed(0)
+    model = cnnlab.Sequential([Conv2D(4, 3, padding="same"), BatchNorm(), Activation("relu")],
+                              input_shape=(1, 8, 8)).eval()
+    with torch.no_grad():
+        model[1].bn.running_mean.fill_(0.2)
+    x = torch.randn(1, 8, 8)
+    (maps,) = feature_maps(model, x).values()
+    with torch.no_grad():
+        conv_out = model[0](x[None])[0]
+        expected = torch.relu(model[1](conv_out[None]))[0]
+    assert torch.allclose(maps.pre, conv_out) and torch.allclose(maps.post, expected)
+    assert not maps.assumed and not torch.equal(maps.pre, maps.post)

@@ -4,8 +4,10 @@ and the filters themselves, for any nn.Module.
 Layer names are module paths from ``model.named_modules()``. A cnnlab ``Conv2D`` (any module
 holding ``.conv: nn.Conv2d`` and ``.activation``) is listed under its own path; its ``.conv``
 output is the feature map and the wrapper's output is the activation map ("path.conv" is
-accepted too). For a bare ``nn.Conv2d`` the activation map is the output of the activation
-module that runs next, after any normalisation layers (Conv -> BN -> ReLU as in VGG-BN/ResNet);
+accepted too). For a bare ``nn.Conv2d``, or a Conv2D without an activation of its own (Identity:
+the zoo's ResNets, or Keras' Conv2D -> BatchNormalization -> Activation), the activation map is
+the output of the activation module that runs next, after any normalisation layers (Conv -> BN ->
+ReLU as in VGG-BN/ResNet);
 when no activation module runs next (a functional F.relu, a residual add in between), it is
 ReLU applied to the conv (or following norm) output, and ``LayerMaps.assumed`` says so.
 """
@@ -40,6 +42,11 @@ def _is_wrapper(m: nn.Module) -> bool:
     """A cnnlab Conv2D, recognised by shape rather than class so any look-alike works too."""
     return isinstance(getattr(m, "conv", None), nn.Conv2d) and isinstance(
         getattr(m, "activation", None), nn.Module)
+
+
+def _activates(m: nn.Module) -> bool:
+    """A wrapper that applies its own activation (not Identity): its output is the activation map."""
+    return _is_wrapper(m) and not isinstance(m.activation, nn.Identity)
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -106,7 +113,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
                 events.append((module, t))
 
     hooked = {id(m): m for _, w, c in targets for m in (w, c)}
-    if any(w is c for _, w, c in targets):  # bare convs: watch every leaf to find what follows
+    if not all(_activates(w) for _, w, _ in targets):  # watch every leaf to find what follows
         hooked.update({id(m): m for m in model.modules() if not list(m.children())})
     handles = [m.register_forward_hook(keep) for m in hooked.values()]
     was_training = model.training
@@ -124,7 +131,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
             raise ConfigError(f"Layer {name!r} did not run in the forward pass, so it has no "
                               "feature map; pick a layer the model uses.")
         pre = captured[id(conv)].cpu()
-        if wrapper is not conv:
+        if _activates(wrapper):
             out[name] = LayerMaps(pre, captured[id(wrapper)].cpu())
         else:
             post, assumed = _following_activation(events, conv, pre)
@@ -133,13 +140,14 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
 
 
 def _following_activation(events, conv, pre) -> tuple[torch.Tensor, bool]:
-    """The output of the activation module that runs after conv (skipping norms), or ReLU."""
+    """The output of the activation module that runs after conv (skipping norms and identities),
+    or ReLU."""
     i = next(i for i, (m, _) in enumerate(events) if m is conv)
     last = pre
     for m, t in events[i + 1:]:
         if t.shape != pre.shape:
             break
-        if isinstance(m, NORMS):
+        if isinstance(m, (*NORMS, nn.Identity)):
             last = t
             continue
         if isinstance(m, ACTIVATIONS):
