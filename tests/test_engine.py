@@ -117,6 +117,11 @@ def test_deterministic_switches_on_torch_deterministic_algorithms():
         seed_everything(0, deterministic=True)
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        seed_everything(0)  # a later run without it: the process-wide flags go back off
+        assert not torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.deterministic
+        torch.use_deterministic_algorithms(True, warn_only=True)  # the user's own choice stays
+        seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.deterministic = False

@@ -165,6 +165,17 @@ def test_onecycle_peaks_at_max_lr():
     make_scheduler("onecycle", opt, 5, 2)
 
 
+def test_onecycle_cycles_sgd_momentum_but_leaves_muons_filters_their_own():
+    sgd = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.5)
+    make_scheduler("onecycle", sgd, 5, 2)
+    assert sgd.param_groups[0]["momentum"] == pytest.approx(0.95)  # the 1cycle policy's
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    muon = make_optimizer("muon", model, 0.05, muon_lr=0.05, muon_momentum=0.6)
+    before = [g["momentum"] for g in muon.param_groups]
+    make_scheduler("onecycle", muon, 5, 2)
+    assert [g["momentum"] for g in muon.param_groups] == before and 0.6 in before
+
+
 def test_init_schemes_follow_keras_variance_scaling():
     big = nn.Linear(800, 600)
     conv = nn.Conv2d(16, 32, 3)

@@ -290,3 +290,31 @@ def test_a_checkpoint_of_another_model_is_refused_in_a_sentence(tmp_path):
     (seed.run_dir / "run.incomplete").write_text("")
     with pytest.raises(CheckpointError, match="the checkpoint's weights do not fit this model"):
         pipeline.resume(seed.run_dir, epochs=2)
+
+
+def test_a_onecycle_run_is_not_extended_and_is_left_untouched(tmp_path):
+    run = pipeline.train(TrainConfig(epochs=2, batch_size=256, schedule="onecycle", out=str(tmp_path))).run_dir
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(cnnlab.errors.ConfigError, match="onecycle schedule, which is fixed to its 2 epochs"):
+        pipeline.resume(run, epochs=3)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # no file changed
+
+
+def test_ctrl_c_in_the_epoch_early_stopping_ends_lets_the_run_finish(tmp_path):
+    cfg = TrainConfig(epochs=12, batch_size=256, lr=0.03, optimizer="sgd", momentum=0.99,
+                      early_stopping_patience=1, restore_best=False, out=str(tmp_path / "straight"))
+    straight = pipeline.train(cfg)
+    stop = len(straight.history.rows)
+    assert stop < 12, "early stopping did not fire: the test needs it"
+
+    class CtrlCInLastEpoch:
+        order = 50  # after EarlyStopping has decided
+
+        def on_epoch_end(self, trainer, logs):
+            if logs["epoch"] == stop:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    cut = pipeline.train(cfg.replace(out=str(tmp_path / "cut")), callbacks=[CtrlCInLastEpoch()])
+    assert len(cut.history.rows) == stop and cut.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
+    for name, t in load_file(cut.run_dir / "model.safetensors").items():
+        assert torch.equal(t, load_file(straight.run_dir / "model.safetensors")[name]), name

@@ -341,14 +341,20 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
         log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N above %d "
                     "to train it further", run_dir, done, how, done)
         return TrainResult(run_dir, History(state["history"]), runs.read_json(run_dir / "metrics.json"))
+    if epochs is not None and epochs != cfg.epochs and cfg.schedule == "onecycle":
+        raise ConfigError(f"{run_dir} trains on a onecycle schedule, which is fixed to its "
+                          f"{cfg.epochs} epochs' steps, so --epochs {epochs} cannot change it; leave "
+                          "--epochs out, or start a new run with the epochs you want")
     if epochs is not None:
         cfg = cfg.replace(epochs=epochs)
-        runs.write_json(run_dir / "config.json", {**saved, "epochs": epochs})
     seed_everything(cfg.seed, cfg.deterministic)
     p = prepare(cfg)
-    runs.mark_incomplete(run_dir)
     trainer = _trainer(cfg, p, run_dir, callbacks, pick_device(cfg.device))
     trainer.load_state_dict(state)
+    # the run's files change only once data, model and state are known to fit together
+    if epochs is not None:
+        runs.write_json(run_dir / "config.json", {**saved, "epochs": epochs})
+    runs.mark_incomplete(run_dir)
     try:
         trainer.fit(cfg.epochs)
     except Exception as exc:

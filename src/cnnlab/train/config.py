@@ -76,9 +76,12 @@ class TrainConfig:
     muon_lr: float = _f(0.24, "muon: learning rate of the convolution filters (airbench94_muon, with BatchNorm: "
                               "0.24; seed-cnn, without: 0.05 with lr 0.05, the best of 0.02 / 0.05 / 0.24)")
     muon_momentum: float = _f(0.6, "muon: momentum of the convolution filters (airbench94_muon: 0.6)")
-    weight_decay: float = _f(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw); not on BN or bias")
+    weight_decay: float = _f(0.0, "weight decay (L2 for sgd/adam, decoupled for adamw); not on BN or bias, "
+                                  "nor on the filters muon steps (its orthogonalised steps keep their scale)")
     # learning-rate schedule, stepped every batch
-    schedule: str = _f("constant", "lr schedule: constant, step, exponential, cosine, onecycle")
+    schedule: str = _f("constant", "lr schedule: constant, step, exponential, cosine, onecycle "
+                                   "(which also cycles sgd's momentum / adam's beta1 0.95-0.85, "
+                                   "except with muon)")
     warmup_epochs: float = _f(0.0, "linear warm-up from ~0 to lr over this many epochs (fractions allowed)")
     step_size: int = _f(10, "step schedule: multiply lr by gamma every step_size epochs")
     gamma: float | None = _f(None, "lr factor per step (step: default 0.1) or per epoch (exponential: default 0.95)")

@@ -146,7 +146,9 @@ class Trainer:
                                               "start_step": self.step_in_epoch})
                 row = self._run_epoch()
                 self._call("on_epoch_end", {**row, "epochs": epochs})
-                if self._interrupt:
+                # a Ctrl-C in the epoch a callback ends training with (early stopping) lets it end:
+                # a checkpoint would not keep that decision, and a resumed run would train on
+                if self._interrupt and not self.stop_training:
                     self._raise_interrupted()
             self._call("on_train_end", {"epochs_done": self.epoch})
         finally:

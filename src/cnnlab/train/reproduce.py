@@ -37,6 +37,9 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+_deterministic_by_us = False  # whether a deterministic run switched torch's global flags on
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     """Seed python, numpy and torch (all devices); optionally switch on deterministic algorithms.
 
@@ -44,7 +47,10 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         seed: the run's seed.
         deterministic: torch.use_deterministic_algorithms(True, warn_only=True) (an op without a
             deterministic version warns instead of failing), cuDNN deterministic and no autotuning.
+            A later run without it switches off what a deterministic run switched on (the flags
+            are process-wide), and leaves flags the user set alone.
     """
+    global _deterministic_by_us
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -53,6 +59,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+        _deterministic_by_us = True
+    elif _deterministic_by_us:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.deterministic = False
+        _deterministic_by_us = False
 
 
 def rng_state() -> dict[str, Any]:

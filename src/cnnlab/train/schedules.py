@@ -67,8 +67,12 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, steps_per_epoch:
     if name == "onecycle":
         pct = warm / total if warm else 0.3
         beta_or_momentum = "betas" in optimizer.defaults or optimizer.defaults.get("momentum", 0) > 0
+        # the 1cycle policy cycles momentum 0.95 -> 0.85 -> 0.95 against the lr (Smith 2018, as
+        # torch and fastai do), replacing --momentum / adam's beta1; Muon's filters keep their own
+        # momentum (muon_momentum), which OneCycleLR would overwrite in every group alike
+        muon = any(g.get("muon") for g in optimizer.param_groups)
         return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total,
-                          pct_start=pct, cycle_momentum=beta_or_momentum)
+                          pct_start=pct, cycle_momentum=beta_or_momentum and not muon)
     lambdas = []
     for group in optimizer.param_groups:
         ratio = min_lr / group["lr"] if group["lr"] > 0 else 0.0
