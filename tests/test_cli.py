@@ -438,3 +438,46 @@ def test_lr_find_without_a_suggestion_says_so(tmp_path, capsys, monkeypatch):
     code, out, _ = run_cli(capsys, "lr-find", "--plot", str(tmp_path / "lr.png"))
     assert code == 0
     assert "no learning rate to suggest" in out and "note: only 1 usable points" in out
+
+
+def test_report_takes_top_losses_from_the_runs_own_test_set_and_survives_a_moved_dataset(
+        tmp_path, capsys, caplog):
+    import re
+
+    _png_tree(tmp_path / "own", {"cat": 10, "dog": 10, "emu": 10})
+    _png_tree(tmp_path / "other", {"cat": 3, "dog": 3, "emu": 3})  # fewer test images than own
+    code, _, err = run_cli(capsys, "train", "--data", f"folder:{tmp_path / 'own'}", "--epochs", "1",
+                           "--batch-size", "8", "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    run = only_run(tmp_path / "runs")
+
+    def examples() -> int:
+        return len(re.findall(r'class="example"', (run / "report.html").read_text()))
+
+    for n in (0, 2):
+        assert run_cli(capsys, "report", str(run), "--examples", str(n))[0] == 0
+        assert examples() == n
+    # examples from another set; the top losses (indices into the run's own test set) still work
+    code, _, err = run_cli(capsys, "report", str(run), "--data", f"folder:{tmp_path / 'other'}")
+    assert code == 0, err
+    assert examples() == 3 and 'id="losses"' in (run / "report.html").read_text()
+    (tmp_path / "own").rename(tmp_path / "moved")  # the run's dataset is gone
+    with caplog.at_level("WARNING"):
+        code, _, err = run_cli(capsys, "report", str(run))
+    assert code == 0, err
+    assert "the run's own dataset cannot be loaded" in caplog.text and examples() == 0
+
+
+def test_inspect_refuses_before_writing_and_replaces_an_earlier_inspection(trained_run, tmp_path, capsys):
+    image = tmp_path / "img.png"
+    Image.fromarray(np.full((28, 28), 90, np.uint8)).save(image)
+    out = tmp_path / "look"
+    code, _, err = run_cli(capsys, "inspect", str(trained_run), str(image), "--class", "10", "--out", str(out))
+    assert code == 2 and "class 10 is out of range: the model has 10 classes" in _error_line(err)
+    assert not out.exists() or not any(out.iterdir())  # refused before any picture
+    assert run_cli(capsys, "inspect", str(trained_run), str(image), "--out", str(out))[0] == 0
+    everything = {p.name for p in out.iterdir()}
+    code, _, err = run_cli(capsys, "inspect", str(trained_run), str(image), "--layer", "2", "--out", str(out))
+    assert code == 0, err
+    assert {p.name for p in out.iterdir()} == {"features_2.png", "activations_2.png", "filters_2.png",
+                                               "gradcam.png"} < everything | {"gradcam.png"}

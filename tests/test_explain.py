@@ -270,3 +270,9 @@ def test_a_conv2d_without_its_own_activation_shows_the_activation_that_follows()
         expected = torch.relu(model[1](conv_out[None]))[0]
     assert torch.allclose(maps.pre, conv_out) and torch.allclose(maps.post, expected)
     assert not maps.assumed and not torch.equal(maps.pre, maps.post)
+
+
+def test_the_filters_figure_says_what_it_leaves_out():
+    fig = filters_figure(torch.randn(32, 16, 3, 3), title="conv")
+    assert fig.get_suptitle() == "conv (32 x 16 x 3x3; first 16 of 32 filters, first 8 of 16 inputs)"
+    assert filters_figure(torch.randn(8, 4, 3, 3), title="c").get_suptitle() == "c (8 x 4 x 3x3)"

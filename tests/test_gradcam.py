@@ -160,3 +160,23 @@ def test_a_model_ending_in_softmax_is_explained_by_its_logit():
                 got = grad_cam(softmax_model, x, class_index=k)
                 assert torch.allclose(got.cam, want.cam, atol=1e-6), (seed, k)
                 assert torch.allclose(got.probs, want.probs, atol=1e-6)
+
+
+def test_a_conv2d_path_and_its_conv_are_different_layers_to_explain():
+    # "2" is a cnnlab Conv2D: its activation map; "2.conv" the convolution's own output, before
+    # the ReLU, which gives another map (it used to be read as "2")
+    import cnnlab
+    from cnnlab.layers import Conv2D, Dense, Flatten
+
+    torch.manual_seed(0)
+    model = cnnlab.Sequential([Conv2D(4, 3, padding="same", activation="relu"),
+                               Conv2D(6, 3, activation="relu"), Flatten(), Dense(3)],
+                              input_shape=(1, 8, 8))
+    x = torch.randn(1, 1, 8, 8)
+    wrapper, conv = grad_cam(model, x, "1", 0), grad_cam(model, x, "1.conv", 0)
+    acts = {}
+    model[1].conv.register_forward_hook(lambda m, i, o: acts.setdefault("pre", o.detach()))
+    model(x)
+    assert not torch.allclose(wrapper.cam, conv.cam)
+    assert torch.equal(conv.cam, grad_cam(model, x, "1.conv", 0).cam)  # deterministic
+    assert (acts["pre"] < 0).any()  # the conv output has what the ReLU removes

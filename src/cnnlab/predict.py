@@ -14,7 +14,7 @@ from cnnlab.data import load_dataset
 from cnnlab.data.dataset import convert_images
 from cnnlab.data.folder import load_image
 from cnnlab.data.sources import absolute_spec
-from cnnlab.errors import ConfigError
+from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.outputs import as_logits, ends_in_softmax
 
 log = logging.getLogger(__name__)
@@ -95,15 +95,27 @@ def report_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | 
 
     Args:
         run_dir: a finished run directory.
-        data: another dataset spec for the example images (same classes), default the run's own.
+        data: another dataset spec for the example images (the same classes), default the run's
+            own; the top losses always come from the run's own test set (metrics.json indexes it).
         data_dir: where that dataset lives.
         examples: how many test images get feature maps and Grad-CAM.
     """
-    from cnnlab.explain.report import write_report
+    from cnnlab.explain.report import pick_examples, write_report
 
     run = runs.load_run(run_dir)
-    dataset = run_dataset(run, data, data_dir)
-    return write_report(run.path, run=run, test_data=(dataset.x_test, dataset.y_test), n_examples=examples)
+    try:
+        own = run_dataset(run, None, None)
+        own_test = (own.x_test, own.y_test)
+    except CnnlabError as exc:  # moved or deleted since training: write what needs no images
+        own_test = None
+        log.warning("the run's own dataset cannot be loaded (%s), so the report leaves out its "
+                    "top-loss images%s", exc, "" if data else " and the examples: pass --data to "
+                    "take examples from another copy")
+    if data is None:
+        return write_report(run.path, run=run, test_data=own_test, n_examples=examples)
+    other = run_dataset(run, data, data_dir)
+    return write_report(run.path, run=run, test_data=own_test,
+                        examples=pick_examples(other.x_test, other.y_test, examples))
 
 
 def model_input(run: runs.Run, path: str | Path) -> torch.Tensor:

@@ -34,17 +34,16 @@ class GradCam(NamedTuple):
 
 
 def _target_module(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
-    """The module whose output is explained: default the last convolution's activation map."""
+    """The module whose output is explained: the one named (a cnnlab Conv2D's path: its activation
+    map; "path.conv": its convolution's output), default the last convolution's activation map."""
     if name is None:
         convs = conv_layers(model)
         if not convs:
             raise ConfigError("Grad-CAM needs a convolution but this model has none; pass "
                               "target_layer= naming a layer with (C, H, W) output.")
-        name = convs[-1]
-    modules = dict(model.named_modules())
-    if name in conv_layers(model) or name.endswith(".conv"):
-        canonical, module, _ = resolve_conv(model, name)
+        canonical, module, _ = resolve_conv(model, convs[-1])
         return canonical, module
+    modules = dict(model.named_modules())
     if name not in modules or name == "":
         raise ConfigError(f"Layer {name!r} is not in this model; pick one of "
                           f"{', '.join(n for n in modules if n)} (convolutions: "

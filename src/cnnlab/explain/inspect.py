@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.errors import ConfigError
 from cnnlab.explain.figures import save_figure
 from cnnlab.explain.gradcam import grad_cam, gradcam_figure
 from cnnlab.explain.maps import (conv_layers, conv_weight, feature_maps, filters_figure,
@@ -65,9 +66,21 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
         "target_layer": str, "layers": [names]}.
     """
     out_dir = Path(out_dir)
+    if not conv_layers(model):
+        raise ConfigError("this model has no convolution, so it has no feature maps, filters or "
+                          "Grad-CAM to show; `cnnlab predict` gives its predictions")
+    if class_index is not None and not 0 <= class_index < len(classes):
+        raise ConfigError(f"class {class_index} is out of range: the model has {len(classes)} "
+                          f"classes, 0 ({classes[0]}) to {len(classes) - 1} ({classes[-1]})")
     names = [resolve_conv(model, n)[0] for n in layers] if layers else conv_layers(model)
     x = normalise(image_tensor, mean, std).to(_device(model))
+    # Grad-CAM first: a layer it cannot use is refused before any file is written
+    target = target_layer or (names[-1] if layers else None)
+    gc = grad_cam(model, x, target, class_index)
     first = conv_layers(model)[:1]
+    for old in [*out_dir.glob("features_*.png"), *out_dir.glob("activations_*.png"),
+                *out_dir.glob("filters_*.png"), out_dir / "gradcam.png"]:
+        old.unlink(missing_ok=True)  # an earlier inspection's pictures would mix with these
     paths: dict = {"features": [], "activations": [], "filters": []}
     for name, lm in feature_maps(model, x, names).items():
         act = "ReLU assumed" if lm.assumed else "after the activation"
@@ -79,8 +92,6 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
         rgb = name in first and w.shape[1] == 3
         fig = filters_figure(w, rgb=rgb, title=f"layer {name}: filters")
         paths["filters"].append(str(save_figure(fig, out_dir / f"filters_{safe_name(name)}.png")))
-    target = target_layer or (names[-1] if layers else None)
-    gc = grad_cam(model, x, target, class_index)
     target_name = target or conv_layers(model)[-1]
     p = float(gc.probs[gc.class_index])
     fig = gradcam_figure(image_tensor, gc.cam,

@@ -227,13 +227,22 @@ def filters_figure(conv_weight, rgb: bool = False, title: str | None = None, *,
     o, i = w.shape[:2]
     with house_style():
         if rgb and i == 3:
-            fig = _rgb_filters(w[:max_filters])
+            shown = w[:max_filters]
+            fig = _rgb_filters(shown)
         elif i == 1:
-            fig = _grey_filters(w[:max_filters, 0])
+            shown = w[:max_filters]
+            fig = _grey_filters(shown[:, 0])
         else:
-            fig = _filter_matrix(w[: min(o, max_filters, 16), :max_inputs])
+            shown = w[: min(o, max_filters, 16), :max_inputs]
+            fig = _filter_matrix(shown)
         ttl = title or "filters"
-        fig.suptitle(f"{ttl} ({o} x {i} x {w.shape[2]}x{w.shape[3]})")
+        trimmed = []  # say what was left out, as maps_figure does
+        if shown.shape[0] < o:
+            trimmed.append(f"first {shown.shape[0]} of {o} filters")
+        if shown.shape[1] < i and not (rgb and i == 3) and i != 1:
+            trimmed.append(f"first {shown.shape[1]} of {i} inputs")
+        more = f"; {', '.join(trimmed)}" if trimmed else ""
+        fig.suptitle(f"{ttl} ({o} x {i} x {w.shape[2]}x{w.shape[3]}{more})")
     return fig
 
 

@@ -210,7 +210,7 @@ def _model_sections(run, examples, maps_layers) -> str:
         filters_figure(w, rgb=w.shape[1] == 3, title=f"first convolution ({convs[0]})"),
         "filters of the first convolution", "Red weights are positive, blue negative."))
     if not examples:
-        note = "Pass examples or the test set to write_report to show these."
+        note = "No example images were given (`cnnlab report RUN --examples N` shows N)."
         return out + section("maps", "Feature maps", "", note) + section(
             "gradcam", "Grad-CAM and predictions", "", note)
     device = next(iter(model.parameters())).device
@@ -249,6 +249,8 @@ def _model_sections(run, examples, maps_layers) -> str:
 def pick_examples(x_test, y_test, n: int = 4) -> list[tuple[torch.Tensor, int]]:
     """The first test image of each of the first n classes present: [(uint8 (C, H, W), label)]."""
     seen, out = set(), []
+    if n <= 0:
+        return out
     for i, y in enumerate(torch.as_tensor(y_test).tolist()):
         if y not in seen:
             seen.add(y)
