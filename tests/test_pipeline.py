@@ -318,3 +318,14 @@ def test_ctrl_c_in_the_epoch_early_stopping_ends_lets_the_run_finish(tmp_path):
     assert len(cut.history.rows) == stop and cut.metrics["test_accuracy"] == straight.metrics["test_accuracy"]
     for name, t in load_file(cut.run_dir / "model.safetensors").items():
         assert torch.equal(t, load_file(straight.run_dir / "model.safetensors")[name]), name
+
+
+def test_min_delta_counts_for_reduce_on_plateau_as_for_early_stopping(tmp_path):
+    from cnnlab.train import callbacks as cb
+
+    cfg = TrainConfig(epochs=1, batch_size=256, reduce_on_plateau=True, early_stopping_patience=2,
+                      min_delta=0.05)
+    p = pipeline.prepare(cfg)
+    trainer = pipeline._trainer(cfg, p, tmp_path, [], torch.device("cpu"))
+    watchers = [c for c in trainer.callbacks if isinstance(c, (cb.EarlyStopping, cb.ReduceLROnPlateau))]
+    assert len(watchers) == 2 and all(c.min_delta == 0.05 for c in watchers)

@@ -225,7 +225,7 @@ def _trainer(cfg: TrainConfig, p: Prepared, run_dir: Path, extra_callbacks: Sequ
                                           cfg.min_delta, restore_best=cfg.restore_best))
     if cfg.reduce_on_plateau:
         callbacks.append(cb.ReduceLROnPlateau("val_loss" if val_b else "loss", cfg.plateau_factor,
-                                              cfg.plateau_patience))
+                                              cfg.plateau_patience, min_delta=cfg.min_delta))
     if cfg.tensorboard:
         callbacks.append(cb.TensorBoard(run_dir / "tensorboard"))
     callbacks.append(cb.CheckpointCallback(run_dir / "checkpoint.pt"))

@@ -107,7 +107,8 @@ class TrainConfig:
     tta: str | None = _f(None, "test-time augmentation at evaluation: flip or flip-translate (None = off)")
     # stopping
     early_stopping_patience: int | None = _f(None, "stop after this many epochs without val_loss improvement")
-    min_delta: float = _f(0.0, "smallest val_loss decrease that counts as an improvement")
+    min_delta: float = _f(0.0, "smallest val_loss decrease that counts as an improvement (early "
+                               "stopping and reduce-on-plateau)")
     restore_best: bool = _f(True, "with early stopping, end with the weights of the best epoch")
     val_split: float = _f(0.1, "fraction of the training set held out for validation")
     # reproducibility and hardware
