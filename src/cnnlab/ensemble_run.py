@@ -67,13 +67,9 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
     for i in range(cfg.ensemble):
         member_dir = root / f"member-{i + 1}"
         try:
-            finished = resuming and runs.is_complete(member_dir)
-            if finished and (epochs is None or _epochs_done(member_dir) >= epochs):
-                members.append(pipeline.TrainResult(
-                    member_dir, pipeline.History(runs.read_history(member_dir / "history.csv")),
-                    runs.read_json(member_dir / "metrics.json")))
-            elif resuming and (member_dir / "checkpoint.pt").exists():
-                members.append(pipeline.resume(member_dir, callbacks=callbacks, epochs=epochs))
+            if resuming and (member_dir / "checkpoint.pt").exists():  # finished ones come back as they are
+                members.append(pipeline.resume(member_dir, callbacks=callbacks, epochs=epochs,
+                                               say_finished=False))
             else:  # not begun, or stopped before its first checkpoint: from the start
                 members.append(pipeline.train(cfg.replace(seed=cfg.seed + i, ensemble=1),
                                               callbacks=callbacks, on_download=on_download,
@@ -85,11 +81,6 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
     report, _ = combine_runs([m.run_dir for m in members], out=root)
     runs.mark_complete(root)
     return pipeline.TrainResult(root, members[-1].history, report)
-
-
-def _epochs_done(run_dir: Path) -> int:
-    """Epochs a finished run trained, from its history.csv."""
-    return len(runs.read_history(run_dir / "history.csv"))
 
 
 def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None,

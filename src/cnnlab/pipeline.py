@@ -305,7 +305,8 @@ def saved_config(run_dir: Path) -> tuple[dict, TrainConfig]:
                                         source=str(run_dir / "config.json"))
 
 
-def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None) -> TrainResult:
+def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | None = None,
+           say_finished: bool = True) -> TrainResult:
     """Continue an interrupted run exactly where its checkpoint left it.
 
     A run that already finished (its epochs, or stopped by early stopping) is returned as it is,
@@ -315,6 +316,8 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
         run_dir: the run directory holding config.json and checkpoint.pt.
         callbacks: extra trainer callbacks, e.g. console.Progress.
         epochs: a new total number of epochs (default: the run's own).
+        say_finished: log a warning when the run had already finished (an ensemble's resume
+            passes its finished members through without one).
     """
     from cnnlab.train.checkpoint import load_checkpoint
 
@@ -337,9 +340,10 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
         raise ConfigError(f"{run_dir} {so_far}, so it cannot stop at epoch {epochs}; pass --epochs "
                           f"{begun} or more, or leave --epochs out")
     if runs.is_complete(run_dir) and (epochs is None or epochs <= done):
-        how = "all its epochs" if done >= cfg.epochs else f"stopped early at epoch {done} of {cfg.epochs}"
-        log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N above %d "
-                    "to train it further", run_dir, done, how, done)
+        if say_finished:
+            how = "all its epochs" if done >= cfg.epochs else f"stopped early at epoch {done} of {cfg.epochs}"
+            log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N "
+                        "above %d to train it further", run_dir, done, how, done)
         return TrainResult(run_dir, History(state["history"]), runs.read_json(run_dir / "metrics.json"))
     if epochs is not None and epochs != cfg.epochs and cfg.schedule == "onecycle":
         raise ConfigError(f"{run_dir} trains on a onecycle schedule, which is fixed to its "
