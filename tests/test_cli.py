@@ -481,3 +481,28 @@ def test_inspect_refuses_before_writing_and_replaces_an_earlier_inspection(train
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"features_2.png", "activations_2.png", "filters_2.png",
                                                "gradcam.png"} < everything | {"gradcam.png"}
+
+
+def test_explain_takes_a_matrix_starting_with_a_negative_number(capsys):
+    # argparse reads '-1.5,2;...' after --input as an option unless cnnlab attaches it
+    code, out, err = run_cli(capsys, "explain", "conv", "--input", "-1.5,2;4,-5", "--kernel", "-1,0;0,1")
+    assert code == 0, err
+    assert "-1.5*-1 + 2*0 + 4*0 + -5*1 = -3.5" in out
+
+
+def test_explain_refuses_the_other_walk_throughs_options(capsys):
+    code, _, err = run_cli(capsys, "explain", "pool", "--kernel", "1,1;1,1")
+    assert code == 2 and "--kernel does not apply to `cnnlab explain pool`" in err
+    code, _, err = run_cli(capsys, "explain", "conv", "--pool-size", "3", "--mode", "min")
+    assert code == 2 and "--pool-size and --mode do not apply to `cnnlab explain conv`" in err
+    code, out, _ = run_cli(capsys, "explain", "pool", "--mode", "avg")
+    assert code == 0 and "3.5" in out  # mean of 1, 2, 5, 6: the defaults still apply
+
+
+def test_summary_refuses_classes_for_a_model_file(capsys, tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text("input_shape: [1, 8, 8]\nlayers:\n  - Flatten\n  - Dense: {units: 4}\n")
+    code, out, err = run_cli(capsys, "summary", str(path), "--classes", "3")
+    assert code == 2 and "--classes is for zoo models" in err and out == ""
+    code, out, _ = run_cli(capsys, "summary", str(path))
+    assert code == 0 and "Dense" in out

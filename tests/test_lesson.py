@@ -58,7 +58,29 @@ def test_errors():
         parse_matrix("1,2;3")
     with pytest.raises(ConfigError, match="not a number"):
         parse_matrix("1,x")
-    with pytest.raises(ShapeError, match=r"a 3x3 filter does not fit a 2x2 input .*use padding=1 or 'same'"):
+    with pytest.raises(ShapeError, match=r"a 3x3 filter does not fit a 2x2 input .*use padding=1 or more, or 'same'"):
         explain_conv(input=[[1, 2], [3, 4]])
     with pytest.raises(ConfigError, match="'max', 'avg' or 'min'"):
         explain_pool(mode="median")
+
+
+def test_printed_terms_add_up_to_the_printed_sum():
+    # 4 significant digits printed -12.746 as -12.75, which the terms shown do not add up to
+    text = explain_conv(parse_matrix("-1.5,2,0.25;4,-5,6;7,8,-9.125"), parse_matrix("0.5,-1;1e-3,2"))
+    assert "-1.5*0.5 + 2*-1 + 4*0.001 + -5*2 = -12.746" in text
+    assert grid_after(text, "feature map") == [[-12.746, 12.745], [23.007, -26.742]]
+    assert "0.1*1 + 0.2*1 = 0.3" in explain_conv(parse_matrix("0.1,0.2"), parse_matrix("1,1"))
+
+
+def test_non_finite_values_are_refused():
+    for text in ("nan,1;1,1", "1,inf;1,1", "1,1;-inf,1"):
+        with pytest.raises(ConfigError, match="nan or inf"):
+            parse_matrix(text)
+
+
+def test_a_filter_that_does_not_fit_gets_the_padding_that_would():
+    # H + 2P - FH >= 0: a 5x5 filter on a 2x2 input needs P >= 2 (padding=1 gives OH = 0)
+    with pytest.raises(ShapeError, match=r"= 0\b.*use padding=2 or more, or 'same'"):
+        explain_conv(parse_matrix("1,2;3,4"), [[1.0] * 5] * 5, padding=1)
+    with pytest.raises(ShapeError, match=r"use padding=1 or more"):  # 3x4 input, 1x6 filter: (6-4)/2
+        explain_conv(parse_matrix("1,2,3,4;1,2,3,4;1,2,3,4"), [[1.0] * 6])

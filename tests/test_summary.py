@@ -81,3 +81,13 @@ def test_any_module_built_from_cnnlab_layers():
     assert s.rows[-1].mult_adds == 20 and s.rows[2].mult_adds == 8 * 8 * 4 * 9 * 4
     assert s.total_params == sum(p.numel() for p in model.parameters()) + 8
     assert model.training and torch.equal(model.layer1.block[1].bn.running_mean, before)
+
+
+def test_adaptive_pooling_widens_the_receptive_field():
+    # 8 -> 6 rows: output row k pools input rows floor(8k/6) .. ceil(8(k+1)/6) - 1, two rows each,
+    # so a 3x3 conv's RF 3 grows to 3 + (2 - 1)*1 = 4 and the step to ceil(8/6) = 2
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d((6, 3)))
+    rows = summarize(model, (1, 8, 9)).rows
+    assert rows[1].rf_size == (4, 5) and rows[1].rf_jump == (2, 3)  # 9 -> 3 columns: windows of 3
+    same = summarize(nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(8)), (1, 8, 8)).rows
+    assert same[1].rf_size == (3, 3) and same[1].rf_jump == (1, 1)  # 8 -> 8 pools nothing

@@ -171,24 +171,32 @@ def cmd_models(args) -> int:
     from cnnlab import zoo
 
     rows = [(m.name, f"{m.parameters:,}", "x".join(map(str, m.input_shape)), m.origin) for m in zoo.list_models()]
-    header = ("model", "params (10 classes)", "input", "origin")
+    header = ("model", "params", "input", "origin")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(3)]
     for r in [header, *rows]:
         print(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    print("params: with 10 classes, as torch counts them; `cnnlab summary MODEL` also counts "
+          "BatchNorm's moving statistics, as Keras does")
     return 0
 
 
 def cmd_explain(args) -> int:
     from cnnlab import lesson
 
+    # options of the other walk-through are refused, not dropped without a word
+    foreign = (["--pool-size", "--mode"] if args.what == "conv" else ["--kernel"])
+    given = [flag for flag in foreign if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        raise ConfigError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to "
+                          f"`cnnlab explain {args.what}`; leave {'it' if len(given) == 1 else 'them'} out")
     matrix = lesson.parse_matrix(args.input) if args.input is not None else None
     padding = int(args.padding) if args.padding.isdigit() else args.padding
     if args.what == "conv":
         print(lesson.explain_conv(matrix, lesson.parse_matrix(args.kernel) if args.kernel else None,
                                   stride=1 if args.stride is None else args.stride, padding=padding))
     else:
-        print(lesson.explain_pool(matrix, pool_size=args.pool_size, stride=args.stride, mode=args.mode,
-                                  padding=padding))
+        print(lesson.explain_pool(matrix, pool_size=args.pool_size or 2, stride=args.stride,
+                                  mode=args.mode or "max", padding=padding))
     return 0
 
 
@@ -292,8 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel", help="conv filter, same format")
     p.add_argument("--stride", type=_at_least(1), default=None)
     p.add_argument("--padding", default="valid", help="valid, same, or (conv) a number of pixels")
-    p.add_argument("--pool-size", type=_at_least(1), default=2)
-    p.add_argument("--mode", choices=["max", "avg", "min"], default="max")
+    p.add_argument("--pool-size", type=_at_least(1), default=None, help="pool: window size (default 2)")
+    p.add_argument("--mode", choices=["max", "avg", "min"], default=None, help="pool: max (default), avg or min")
     p.set_defaults(func=cmd_explain)
 
     p = command("inspect", help="feature maps, filters and Grad-CAM of a run on one image")
@@ -355,9 +363,21 @@ def _is_interruption(error: CnnlabError) -> bool:
     return engine is not None and isinstance(error, engine.TrainingInterrupted)
 
 
+def _attach_matrix_values(argv: list[str]) -> list[str]:
+    """`--input -1,2;3,4` -> `--input=-1,2;3,4`: argparse takes a value starting with '-' for an
+    option unless it is a lone negative number, and a filter's first weight is often negative."""
+    out = []
+    for token in argv:
+        if out and out[-1] in ("--input", "--kernel") and token[:1] == "-" and token[1:2] in set("0123456789."):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_matrix_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR

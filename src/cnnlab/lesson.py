@@ -29,6 +29,8 @@ def parse_matrix(text: str) -> list[list[float]]:
         matrix = [[float(v) for v in row] for row in rows]
     except ValueError as err:
         raise ConfigError(f"matrix {text!r} has a value that is not a number ({err}); write rows like '0,1,7;5,5,6'.") from None
+    if not all(np.isfinite(v) for row in matrix for v in row):
+        raise ConfigError(f"matrix {text!r} holds nan or inf; the walk-through needs finite numbers.")
     if not matrix or any(len(r) != len(matrix[0]) for r in matrix):
         raise ConfigError(f"matrix {text!r} needs rows of equal length separated by ';', like '0,1,7;5,5,6'.")
     return matrix
@@ -42,7 +44,9 @@ def _array(values, what: str) -> np.ndarray:
 
 
 def _num(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:.4g}"
+    # 10 significant digits: enough that the printed terms add up to the printed sum (4 did not:
+    # -12.746 showed as -12.75), few enough to hide float64 noise (0.1 + 0.2 shows as 0.3)
+    return str(int(v)) if float(v).is_integer() else f"{v:.10g}"
 
 
 def _grid(a: np.ndarray, indent: str = "  ") -> list[str]:
@@ -92,8 +96,10 @@ def explain_conv(input=None, kernel=None, stride=1, padding=0) -> str:
     pads = _pads(padding, h, w, kh, kw, sh, sw)
     formulas = [_formula("H", h, pads[0], pads[1], kh, sh), _formula("W", w, pads[2], pads[3], kw, sw)]
     if min(ref.output_size(h, kh, sh, pads[0] + pads[1]), ref.output_size(w, kw, sw, pads[2] + pads[3])) < 1:
+        # the least padding P with H + 2P - FH >= 0 in both directions
+        fits = max(-(-(kh - h) // 2), -(-(kw - w) // 2), 0)
         raise ShapeError(f"a {kh}x{kw} filter does not fit a {h}x{w} input ({'; '.join(formulas)}); "
-                         "use padding=1 or 'same', or a smaller filter.")
+                         f"use padding={fits} or more, or 'same', or a smaller filter.")
     y = ref.conv2d_forward(x[None, None], k[None, None], None, (sh, sw), pads)[0, 0]
     xp = np.pad(x, ((pads[0], pads[1]), (pads[2], pads[3])))
     lines = ["Convolution (cross-correlation: the filter slides without flipping, as in every CNN framework)",

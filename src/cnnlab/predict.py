@@ -182,6 +182,9 @@ def summarize_model(model: str, *, input_shape: tuple[int, ...] | None = None, n
 
     if input_shape is not None and len(input_shape) != 3:
         raise ConfigError(f"--input {'x'.join(map(str, input_shape))} must be CxHxW, e.g. 1x28x28")
+    if num_classes is not None and (Path(model).is_dir() or model.endswith(MODEL_FILE_SUFFIXES)):
+        raise ConfigError(f"--classes is for zoo models; the output layer of {model} fixes its classes, "
+                          "so leave --classes out (or edit the model file's last Dense)")
     if Path(model).is_dir():
         run = runs.load_run(model)
         if input_shape is not None and tuple(input_shape) != tuple(run.input_shape):

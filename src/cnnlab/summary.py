@@ -129,10 +129,21 @@ def _row_modules(model: nn.Module) -> dict[str, nn.Module]:
     return rows
 
 
-def _window(module: nn.Module):
-    """((span_h, span_w), (stride_h, stride_w)) of a windowed module, or None."""
+def _window(module: nn.Module, in_size: tuple[int, ...]):
+    """((span_h, span_w), (stride_h, stride_w)) of a windowed module, or None.
+
+    in_size: the module's input (C, H, W) or shorter, for the adaptive pools, whose windows depend on it.
+    """
     if isinstance(module, Layer):
         return module.receptive_field()
+    if isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)) and len(in_size) == 3:
+        two = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
+        outs = [o if o is not None else i for o, i in zip(two(module.output_size), in_size[1:])]
+        # output cell k pools input cells floor(k*I/O) .. ceil((k+1)*I/O) - 1 (torch's adaptive
+        # windows): the widest window, and the widest step between neighbouring windows' starts
+        spans = tuple(max(-(-(k + 1) * i // o) - (k * i // o) for k in range(o)) for i, o in zip(in_size[1:], outs))
+        steps = tuple(-(-i // o) for i, o in zip(in_size[1:], outs))
+        return spans, steps
     if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
         two = lambda v: tuple(v) if isinstance(v, (tuple, list)) else (v, v)  # noqa: E731
         k, s = two(module.kernel_size), two(module.stride)
@@ -182,7 +193,7 @@ def summarize(model: nn.Module, input_shape, name: str | None = None) -> Summary
         model.build(input_shape)  # ShapeError here, with the layer and fix, rather than mid-forward
     rows_by_path = _row_modules(model)
     path_of = {id(m): p for p, m in rows_by_path.items()}
-    calls: list[tuple[str, nn.Module, torch.Tensor, int]] = []
+    calls: list[tuple[str, nn.Module, tuple[int, ...], torch.Tensor, int]] = []
     pending: dict[str, int] = {}  # multiply-adds of a row call still in progress
     owner: dict[int, str] = {}  # conv/linear module id -> path of the row that contains it
     for path, module in rows_by_path.items():
@@ -192,7 +203,8 @@ def summarize(model: nn.Module, input_shape, name: str | None = None) -> Summary
 
     def on_row(module, inp, out):
         path = path_of[id(module)]
-        calls.append((path, module, out, pending.pop(path, 0)))
+        in_size = tuple(inp[0].shape[1:]) if inp and torch.is_tensor(inp[0]) else ()
+        calls.append((path, module, in_size, out, pending.pop(path, 0)))
 
     def on_compute(module, inp, out):
         path = owner[id(module)]
@@ -217,12 +229,12 @@ def summarize(model: nn.Module, input_shape, name: str | None = None) -> Summary
 
     rows, seen = [], set()
     rf, jump = (1, 1), (1, 1)
-    for index, (path, module, out, mult_adds) in enumerate(calls):
+    for index, (path, module, in_size, out, mult_adds) in enumerate(calls):
         nested = [m for p, m in rows_by_path.items() if p.startswith(path + ".")]
         params = 0 if id(module) in seen else _own_params(module, nested)
         seen.add(id(module))
         main_path = not any(part in ("shortcut", "downsample") for part in path.split("."))
-        window = _window(module) if main_path and rf is not None else None
+        window = _window(module, in_size) if main_path and rf is not None else None
         if window is not None:
             span, stride = window
             rf = tuple(r + (s - 1) * j for r, s, j in zip(rf, span, jump))

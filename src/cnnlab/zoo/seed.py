@@ -9,9 +9,16 @@ from cnnlab.model import Sequential
 from cnnlab.zoo.registry import register
 
 
-@register("seed-cnn", origin="the lecture's TensorFlow example: 3 conv+pool blocks 16-32-64, Dense 256", input_shape=(1, 28, 28))
+@register("seed-cnn", origin="the lecture's TensorFlow CNN as the speed benchmarks run it: conv 16-32-64 each with 2x2 'valid' pooling, Dense 256", input_shape=(1, 28, 28))
 def seed_cnn(num_classes, in_channels, input_size):
-    """Three 3x3 same convolutions 16-32-64, each with 2x2 max pooling, then Dense 256 and the output."""
+    """Three 3x3 same convolutions 16-32-64, each with 2x2 max pooling, then Dense 256 and the output.
+
+    The pooling is Keras' default, 'valid', as the peers' benchmark of this model (Keras, a plain
+    PyTorch loop) runs it, so `cnnlab bench` compares like with like: 7 -> 3 at the third pooling,
+    Flatten 576, 173,578 parameters. Lecture 004's slide pools with padding="same" (7 -> 4,
+    Flatten 1024, 288,266 parameters): a model file with `MaxPool2D: {padding: same}` builds it
+    (docs/model-files.md; tests/test_model.py checks it against Keras' shapes and counts).
+    """
     return Sequential(
         [
             Conv2D(16, 3, padding="same", activation="relu"),  # (16, 28, 28)
