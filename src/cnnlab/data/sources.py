@@ -18,7 +18,7 @@ from cnnlab.data import cifar
 from cnnlab.data.dataset import ImageDataset
 from cnnlab.data.download import DownloadError, ProgressFn, download_file
 from cnnlab.data.idx import check_pair, maybe_gunzip, parse_idx, read_idx
-from cnnlab.errors import DataFormatError, DatasetNotFound
+from cnnlab.errors import ConfigError, DataFormatError, DatasetNotFound
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,19 @@ SYSTEM_DIR = Path("/usr/share/datasets")  # Debian's dataset-* packages install 
 
 
 def cache_dir() -> Path:
-    """cnnlab's download folder: $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab."""
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    """cnnlab's download folder: $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab.
+
+    Raises:
+        ConfigError: neither is known (no $HOME and a user without a passwd entry, as under
+            `docker run --user N`).
+    """
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except RuntimeError:  # Path.home(): HOME unset and no passwd entry for this uid
+            raise ConfigError("cnnlab has no cache folder: HOME is not set and this user has no home "
+                              "folder; set XDG_CACHE_HOME (or HOME) to a writable folder") from None
     return Path(base) / "cnnlab"
 
 
@@ -119,7 +130,11 @@ def candidate_dirs(name: str, data_dir: str | os.PathLike | None = None) -> list
     if os.environ.get("CNNLAB_DATA"):
         env = Path(os.environ["CNNLAB_DATA"])
         dirs += [env / name, env]
-    dirs += [SYSTEM_DIR / name, cache_dir() / name]
+    dirs.append(SYSTEM_DIR / name)
+    try:
+        dirs.append(cache_dir() / name)
+    except ConfigError:
+        pass  # no home folder: the other places are still searched, and a download says why it cannot
     return dirs
 
 

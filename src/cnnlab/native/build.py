@@ -40,6 +40,9 @@ import time
 from pathlib import Path
 
 import torch
+from torch.autograd import forward_ad
+
+from cnnlab.errors import CnnlabError
 
 log = logging.getLogger(__name__)
 _SAID: set[str] = set()  # reasons already logged: two kernels missing one compiler make one warning
@@ -53,9 +56,16 @@ COMMON_FLAGS = ["-shared", "-fPIC", "-Wno-psabi"]
 
 
 def tracing() -> bool:
-    """True under torch.compile, torch.export, TorchScript or ONNX tracing, which cannot see into a
-    ctypes call: the kernels step aside and torch's operators go into the graph."""
-    return torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+    """True where the kernels must step aside for torch's operators:
+
+    - under torch.compile, torch.export, TorchScript or ONNX tracing, which cannot see into a ctypes
+      call (torch's operators go into the graph);
+    - under torch.func's transforms (grad, vmap, jacrev, ...) and forward-mode AD
+      (torch.autograd.forward_ad), which need rules (setup_context, vmap, jvp) that the kernels'
+      autograd Functions do not have: torch's operators have them.
+    """
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0)
 
 
 def enabled() -> bool:
@@ -84,17 +94,22 @@ def find_compiler() -> list[str] | None:
     return None
 
 
-def _cpu_id() -> str:
-    """The CPU's model and feature flags (what -march=native compiles for)."""
-    from cnnlab.train.fast import cpu_flags
+# /proc/cpuinfo lines that name what -march=native compiles for: x86's model and flags; ARM's
+# implementer, part and features (its cores may differ, big.LITTLE: every distinct line counts)
+_CPU_ID_FIELDS = ("model name", "flags", "CPU implementer", "CPU architecture", "CPU variant", "CPU part",
+                  "Features", "isa", "uarch")
 
-    model = ""
+
+def _cpu_id() -> str:
+    """The CPU's model and feature flags (what -march=native compiles for), without the lines
+    that change from one read to the next (cpu MHz, bogomips)."""
+    lines: set[str] = set()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line for line in f if line.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"{platform.machine()} {model} {' '.join(sorted(cpu_flags()))}"
+            lines = {" ".join(line.split()) for line in f if line.split(":", 1)[0].strip() in _CPU_ID_FIELDS}
+    except OSError:  # macOS and others: what Python knows of the processor
+        lines = {platform.processor(), platform.platform()}
+    return f"{platform.machine()} " + " | ".join(sorted(lines))
 
 
 def openmp_libraries() -> set[str]:
@@ -203,7 +218,10 @@ class NativeLibrary:
             named = os.environ.get("CC")
             where = f"$CC ({named}) is not on PATH" if named else "no C compiler (cc, gcc or clang) is on PATH"
             return self._give_up(f"{where}; install one (Debian: apt install gcc) for faster CPU pooling")
-        out_dir = self.out_dir or cache_dir()
+        try:
+            out_dir = self.out_dir or cache_dir()
+        except CnnlabError as e:  # no home folder to cache the build in
+            return self._give_up(str(e))
         for openmp in (True, False) if shares_torchs_openmp() else (False,):
             lib, reason = self._build_and_load(compiler, out_dir, openmp)
             if lib is not None:

@@ -17,7 +17,6 @@ import ctypes
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from cnnlab.native.build import NativeLibrary, tracing
 from cnnlab.native.maxpool2x2 import MIN_CHANNELS
@@ -73,14 +72,15 @@ class _ConvReluPool(torch.autograd.Function):
         LIBRARY.get().cnnlab_conv1pool_fwd(images.data_ptr(), taps.data_ptr(), None if b is None else b.data_ptr(),
                                            y.data_ptr(), None if pos is None else pos.data_ptr(),
                                            n, h, w, c, int(relu), int(bf16), LIBRARY.threads())
-        ctx.save_for_backward(images, pos)
-        ctx.bf16, ctx.has_bias, ctx.weight_shape = bf16, bias is not None, weight.shape
+        ctx.save_for_backward(images, pos, weight, bias)
+        ctx.bf16, ctx.has_bias, ctx.weight_shape, ctx.relu = bf16, bias is not None, weight.shape, relu
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        images, pos = ctx.saved_tensors
+        images, pos, weight, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # backward(create_graph=True): a gradient to differentiate again
+            return (None, *_differentiable_grads(images, weight, bias, grad, ctx.relu, ctx.bf16), None, None)
         n, h, w = images.shape[0], images.shape[1] - 2, images.shape[2] - 2
         c = ctx.weight_shape[0]
         grad = grad.to(torch.bfloat16 if ctx.bf16 else torch.float32).contiguous(memory_format=torch.channels_last)
@@ -96,6 +96,21 @@ class _ConvReluPool(torch.autograd.Function):
             dweight = dweight.to(torch.bfloat16).float()
             dbias = None if dbias is None else dbias.to(torch.bfloat16).float()
         return None, dweight, dbias, None, None
+
+
+def _differentiable_grads(images, weight, bias, grad, relu: bool, bf16: bool):
+    """(grad weight, grad bias) of max_pool2d(relu(conv(x)), 2) computed again with torch's
+    operators, keeping the graph, for a double backward (a gradient penalty); the C backward
+    has no second derivative. images: the (N, H + 2, W + 2) padded input the forward saved."""
+    with torch.enable_grad():
+        # the forward's rounding under bf16 autocast, as differentiable casts
+        work = (lambda t: t.to(torch.bfloat16).float()) if bf16 else (lambda t: t)  # noqa: E731
+        x = images[:, None, 1:-1, 1:-1]
+        z = F.conv2d(x, work(weight), None if bias is None else work(bias), padding=1)
+        y = F.max_pool2d(torch.relu(z) if relu else z, 2)
+        wrt = [weight] if bias is None else [weight, bias]
+        grads = torch.autograd.grad(y, wrt, grad.to(y.dtype), create_graph=True)
+    return grads[0], (grads[1] if bias is not None else None)
 
 
 def conv_relu_pool_if_fits(conv: nn.Conv2d, x: torch.Tensor, relu: bool = True) -> torch.Tensor | None:

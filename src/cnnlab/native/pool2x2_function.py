@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
-from torch.autograd.function import once_differentiable
 
 
 class Kernels(Protocol):
@@ -44,9 +43,10 @@ class MaxPool2x2(torch.autograd.Function):
         return y
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (pos,) = ctx.saved_tensors
+        if torch.is_grad_enabled():  # backward(create_graph=True): a gradient to differentiate again
+            return scatter_to_winners(grad, pos, ctx.input_shape), None, None
         grad = grad.contiguous(memory_format=torch.channels_last)
         # channels-last like the input; the kernel writes every element, so no zero fill
         grad_in = torch.empty(ctx.input_shape, dtype=grad.dtype, device=grad.device,
@@ -54,3 +54,23 @@ class MaxPool2x2(torch.autograd.Function):
         if grad_in.numel():
             ctx.kernels.backward(grad, pos, grad_in)
         return grad_in, None, None
+
+
+def scatter_to_winners(grad: torch.Tensor, pos: torch.Tensor, input_shape: tuple[int, int, int, int]) -> torch.Tensor:
+    """The kernels' backward in differentiable torch operators, for a double backward (a gradient
+    penalty): each window's output gradient goes to its winner, zero elsewhere.
+
+    Args:
+        grad: (N, C, H//2, W//2) output gradient.
+        pos: (N, H//2, W//2, C) uint8 winners, 0-3 in scan order ((0,0), (0,1), (1,0), (1,1)) or 4
+            where the ReLU closed the window.
+        input_shape: (N, C, H, W); an odd last row or column gets zero.
+    """
+    n, c, h, w = input_shape
+    oh, ow = h // 2, w // 2
+    won = pos.unsqueeze(-1) == torch.arange(4, dtype=torch.uint8, device=pos.device)  # (N, OH, OW, C, 4)
+    g = grad.permute(0, 2, 3, 1).unsqueeze(-1)  # (N, OH, OW, C, 1)
+    # where, not a product with the mask: an inf or nan gradient must not turn the zeros into nan
+    windows = torch.where(won, g, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    full = windows.reshape(n, oh, ow, c, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(n, c, 2 * oh, 2 * ow)
+    return torch.nn.functional.pad(full, (0, w - 2 * ow, 0, h - 2 * oh))
