@@ -152,3 +152,8 @@ def test_the_defaults_validate_and_store_as_strict_json():
 def test_every_recipe_still_validates(data, name, device):
     cfg = recipe_config(data, name, device)
     assert TrainConfig.from_dict(_strict_json(cfg)) == cfg
+
+
+def test_augment_that_is_not_a_mapping_says_so():
+    with pytest.raises(ConfigError, match=r"augment must be a mapping of settings, got 'flip'"):
+        TrainConfig(augment="flip")

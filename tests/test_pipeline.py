@@ -329,3 +329,30 @@ def test_min_delta_counts_for_reduce_on_plateau_as_for_early_stopping(tmp_path):
     trainer = pipeline._trainer(cfg, p, tmp_path, [], torch.device("cpu"))
     watchers = [c for c in trainer.callbacks if isinstance(c, (cb.EarlyStopping, cb.ReduceLROnPlateau))]
     assert len(watchers) == 2 and all(c.min_delta == 0.05 for c in watchers)
+
+
+def test_evaluate_and_ensemble_keep_the_runs_test_time_augmentation(tmp_path):
+    # a run trained with tta 'flip' wrote its flip-TTA figures; re-evaluating it, or combining
+    # it, must use that evaluation too, not overwrite it with plain figures
+    cfg = TrainConfig(**SMALL, augment={"flip": True}, tta="flip", ensemble=2, out=str(tmp_path))
+    result = pipeline.train(cfg)
+    member = result.run_dir / "member-1"
+    trained = json.loads((member / "metrics.json").read_text())
+    assert trained["tta"] == "flip"
+    again = cnnlab.evaluate_run(member)
+    assert again["tta"] == "flip" and again["test_accuracy"] == trained["test_accuracy"]
+    plain = cnnlab.evaluate_run(member, tta="none")
+    assert plain["tta"] is None and plain["test_loss"] != trained["test_loss"]
+    report = json.loads((result.run_dir / "metrics.json").read_text())
+    assert report["member_tta"] == ["flip", "flip"]
+    assert report["member_results"][0] == {"name": "member-1", "accuracy": trained["test_accuracy"]}
+
+
+def test_flips_on_digits_are_warned_about(tmp_path, caplog):
+    from cnnlab.data.augment import flip_label_warning
+
+    assert "mirrored 2 is no digit" in flip_label_warning("mnist", {"flip": True}, None)
+    assert "tta 'flip'" in flip_label_warning("kmnist", None, "flip")
+    assert flip_label_warning("fashion-mnist", {"flip": True}, "flip") is None
+    assert flip_label_warning("mnist", {"translate": 2}, None) is None
+    assert flip_label_warning("folder:/x", {"flip": True}, None) is None  # a user's photos: their call

@@ -78,3 +78,18 @@ def test_cuda_graph_is_refused_off_cuda_and_with_compile(mini):
         train_in_memory(TrainConfig(model="seed-cnn", epochs=1, batch_size=64, cuda_graph=True), data, "cpu")
     with pytest.raises(ConfigError, match="needs the model and batches on a CUDA device"):
         GraphedModel(zoo.create("seed-cnn"), torch.zeros(2, 1, 28, 28))
+
+
+def test_a_dilated_stem_whitens_the_pixels_its_taps_see(mini):
+    # a dilation-2 3x3 filter sees pixels 2 apart: the covariance must be of those, not of 3x3 blocks
+    from cnnlab.layers import Conv2D, Dense, Flatten
+    from cnnlab.model import Sequential
+
+    images = _images(mini)
+    model = Sequential([Conv2D(18, 3, dilation_rate=2), Flatten(), Dense(10)], input_shape=(1, 28, 28))
+    conv = whiten_first_conv(model, images)
+    with torch.no_grad():
+        out = nn.functional.conv2d(images, conv.weight, dilation=2)[:, :9]
+    z = out.permute(0, 2, 3, 1).reshape(-1, 9).double()
+    covariance = z.T @ z / len(z)
+    assert torch.allclose(covariance, torch.eye(9, dtype=torch.float64), atol=0.05)

@@ -140,9 +140,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from cnnlab.predict import evaluate_run, evaluation_dir
+    from cnnlab.predict import RUN_TTA, evaluate_run, evaluation_dir
 
-    m = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, tta=args.tta)
+    m = evaluate_run(args.run, data=args.data, data_dir=args.data_dir, tta=args.tta or RUN_TTA)
     print(f"test accuracy {m['test_accuracy']:.4f}  test loss {m['test_loss']:.4f}  ({m['n_test']} images)")
     for row in m.get("most_confused", [])[:3]:
         print(f"  most confused: {row['true']} -> {row['pred']} ({row['count']}x)")
@@ -274,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="evaluate on this dataset instead of the run's own")
     p.add_argument("--data-dir")
-    p.add_argument("--tta", choices=["flip", "flip-translate"], help="test-time augmentation")
+    p.add_argument("--tta", choices=["none", "flip", "flip-translate"],
+                   help="test-time augmentation (default: the run's own setting)")
     p.set_defaults(func=cmd_evaluate)
 
     p = command("predict", help="top classes with probabilities for image files")

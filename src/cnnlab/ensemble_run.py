@@ -107,7 +107,10 @@ def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None
             by_shape[shape] = run_dataset(first, data, data_dir, input_shape=shape)
         dataset = by_shape[shape]
         device = next(run.model.parameters()).device
-        p, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device)
+        # each member evaluated as its run is (its own test-time augmentation), so the table's
+        # member figures are those of the members' own metrics.json
+        p, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device,
+                             tta=run.config.get("tta"))
         names.append(run.path.name)
         probs.append(p)
     return names, probs, y, list(first.classes)
@@ -136,6 +139,7 @@ def combine_runs(run_dirs: Sequence[str | Path], *, data: str | None = None, dat
         "test_loss": float(nn.functional.nll_loss(torch.log(averaged.clamp_min(1e-12)), y)),
         "n_test": int(y.numel()),
         "members": [str(Path(d)) for d in run_dirs],
+        "member_tta": [runs.load_run(d).config.get("tta") for d in run_dirs],
     })
     if out is not None:
         make_folder(Path(out))

@@ -24,7 +24,7 @@ import cnnlab
 from cnnlab import runs
 from cnnlab.atomic import make_folder
 from cnnlab.data import ImageDataset, TensorBatches, load_dataset, stratified_split
-from cnnlab.data.augment import Augment
+from cnnlab.data.augment import Augment, flip_label_warning
 from cnnlab.data.mix import BatchMix
 from cnnlab.data.sources import absolute_spec
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, DataFormatError, ShapeError
@@ -245,7 +245,8 @@ def train(cfg: TrainConfig, *, callbacks: Sequence[Any] = (), on_download=None,
     """
     device = pick_device(cfg.device)
     if run_dir is None:  # once per command: ensemble members come back here with their run_dir
-        for warning in (gpu_recipe_on_cpu_warning(cfg, device), tta_warning(cfg.tta, cfg.augment)):
+        for warning in (gpu_recipe_on_cpu_warning(cfg, device), tta_warning(cfg.tta, cfg.augment),
+                        flip_label_warning(cfg.data, cfg.augment, cfg.tta)):
             if warning is not None:
                 log.warning(warning)
     if cfg.ensemble > 1:

@@ -52,8 +52,11 @@ def evaluation_dir(run_dir: str | Path, data: str | None = None) -> Path:
     return run_dir / "evaluate" / (re.sub(r"[^\w.-]+", "_", name) or "data")
 
 
+RUN_TTA = "run"  # evaluate_run's default: the test-time augmentation the run was trained with
+
+
 def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str | None = None,
-                 tta: str | None = None) -> dict:
+                 tta: str | None = RUN_TTA) -> dict:
     """Evaluate a run on its test set; writes metrics.json, confusion.csv and the pictures.
 
     Args:
@@ -61,19 +64,24 @@ def evaluate_run(run_dir: str | Path, *, data: str | None = None, data_dir: str 
         data: another dataset spec to evaluate on (the same classes), default the run's own; its
             files go to RUN/evaluate/<data>/ (evaluation_dir), leaving the run's own in place.
         data_dir: where that dataset lives.
-        tta: test-time augmentation: None, "flip" or "flip-translate".
+        tta: test-time augmentation: "run" (default: the run's own setting, so its metrics.json
+            keeps the figures training wrote), None or "none", "flip" or "flip-translate".
 
     Returns:
         The metrics dict written to metrics.json, with "data": the dataset evaluated on.
     """
+    from cnnlab.data.augment import flip_label_warning
     from cnnlab.evaluate import predict_proba, tta_warning, write_metrics
     from cnnlab.explain.confusion import confusion_figure, top_losses_figure
     from cnnlab.explain.figures import save_figure
     from cnnlab.pipeline import test_batches
 
     run = runs.load_run(run_dir)
-    if (warning := tta_warning(tta, run.config.get("augment"))) is not None:
-        log.warning(warning)
+    tta = run.config.get("tta") if tta == RUN_TTA else None if tta == "none" else tta
+    for warning in (tta_warning(tta, run.config.get("augment")),
+                    flip_label_warning(data or run.config.get("data", ""), None, tta)):
+        if warning is not None:
+            log.warning(warning)
     dataset = run_dataset(run, data, data_dir)
     device = next(run.model.parameters()).device
     probs, y = predict_proba(run.model, test_batches(dataset, run.mean, run.std, device), device, tta=tta)

@@ -18,6 +18,17 @@ FLIP_KEEPS_LABEL = {"fashion-mnist": True, "fashion-mnist-mini": True, "mnist": 
                     "kmnist": False, "cifar10": True}
 
 
+def flip_label_warning(dataset: str, augment: dict | None, tta: str | None) -> str | None:
+    """One sentence when flips are asked of a dataset whose mirror images are other things (mnist's
+    digits, kmnist's kana: FLIP_KEEPS_LABEL), else None."""
+    flips = [what for what, on in (("augment flip: true", bool((augment or {}).get("flip"))),
+                                   (f"tta {tta!r}", tta in ("flip", "flip-translate"))) if on]
+    if not flips or FLIP_KEEPS_LABEL.get(dataset, True):
+        return None
+    return (f"{' and '.join(flips)} mirror {dataset}'s images, but a mirrored digit or character is "
+            f"not the same class (a mirrored 2 is no digit); leave flips out for {dataset}")
+
+
 def random_flip(x: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
     """Mirror each image left-right with probability p."""
     flip = torch.rand(len(x), generator=generator, device=x.device) < p

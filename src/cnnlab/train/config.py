@@ -289,8 +289,11 @@ def _check_augment(values: dict) -> None:
     """ConfigError now, before any run directory exists, for augment settings Augment refuses."""
     from cnnlab.data.augment import Augment  # torch-heavy: imported only when augment is set
 
+    if not isinstance(values, dict):
+        raise ConfigError(f"augment must be a mapping of settings, got {values!r}: "
+                          "e.g. --augment '{flip: true, translate: 2}'")
     for key in ("translate", "cutout"):  # torch's pad and randint take whole pixel counts only
-        value = values.get(key, 0) if isinstance(values, dict) else 0
+        value = values.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"augment {key} must be a whole number of pixels, got {value!r}: "
                               "e.g. {flip: true, translate: 2, cutout: 8}")

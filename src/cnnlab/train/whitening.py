@@ -49,8 +49,11 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor, eps: float = 5e-4)
     if images.ndim != 4 or images.shape[1] != c:
         raise ConfigError(f"whiten_stem needs images (N, {c}, H, W), got {tuple(images.shape)}")
     x = images.float()
-    # every k x k patch as a row: (N, C, H', W', kh, kw) -> (N*H'*W', C*kh*kw) in the weight's order
-    patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, dims).double()
+    # every k x k patch the filter sees as a row, a dilated filter's taps d pixels apart:
+    # (N, C, H', W', kh, kw) -> (N*H'*W', C*kh*kw) in the weight's order
+    dh, dw = conv.dilation
+    patches = x.unfold(2, (kh - 1) * dh + 1, 1)[..., ::dh].unfold(3, (kw - 1) * dw + 1, 1)[..., ::dw]
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims).double()
     covariance = patches.T @ patches / len(patches)  # (dims, dims); airbench: uncentred, as here
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
     basis = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None]).flip(0)  # rows: largest first
