@@ -12,7 +12,9 @@ A variants file is a JSON list; each entry names a recipe and what to change in 
     seeds      one run per seed (default [0])
     warmup     one untimed one-epoch run first, for cuDNN's autotuning (default false)
     tta        null, "flip" or "flip-translate" instead of the recipe's (default: the recipe's)
-    trace      evaluate every this many epochs (default 0: only at the end; never timed)
+    trace      evaluate every this many epochs (default 0: only at the end); these evaluations are
+               timed apart and taken off the run's seconds (runs before the 11th session, in
+               docs/gpu-runs, counted them: under 1 s in all, see docs/speed.md)
     ensemble   also print the accuracy of the members' averaged probabilities so far
     profile    after the timed seeds, train the first seed once more under torch.profiler and print
                its this-many most expensive operations by GPU time (CPU time off a GPU); untimed,
@@ -45,15 +47,19 @@ from cnnlab.bench.session import (accuracy_on_test, synchronize, test_batches, t
                                   train_in_memory)
 from cnnlab.data import load_dataset
 from cnnlab.evaluate import predict_proba
+from cnnlab.errors import CnnlabError
+from cnnlab.train.config import TrainConfig
 from cnnlab.train.recipes import recipe_config, recipe_tta
 
 TTAS = (None, "flip", "flip-translate")  # every run is also scored with each, untimed
 
 
 def variant_config(variant: dict, data, device: torch.device, seed: int):
-    """The TrainConfig of one seed of a variant: its recipe for the device, its overrides on top."""
+    """The TrainConfig of one seed of a variant: its recipe for the device, its overrides on top
+    (checked as a config file's settings are: a misspelt name gets the closest one)."""
     cfg = recipe_config(data.name, variant["recipe"], device, seed=seed)
-    return dataclasses.replace(cfg, **variant.get("overrides", {}))
+    return TrainConfig.from_dict({**cfg.to_dict(), **variant.get("overrides", {})},
+                                 source=f"variant {variant['name']!r}")
 
 
 def run_once(variant: dict, data, device: torch.device, seed: int, members: list | None,
@@ -63,11 +69,16 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
     if epochs is not None:  # the warm-up run
         cfg = dataclasses.replace(cfg, epochs=epochs, warmup_epochs=0.0)
     tta = variant["tta"] if "tta" in variant else recipe_tta(data.name, variant["recipe"], device)
-    every, trace = variant.get("trace", 0), []
+    every = variant.get("trace", 0) if epochs is None else 0  # the warm-up run traces nothing
+    trace, traced = [], [0.0]  # traced: seconds spent evaluating the trace, taken off the run's time
 
     def on_epoch(epoch: int, seconds: float, model) -> bool:
         if every and (epoch % every == 0 or epoch == cfg.epochs):
+            synchronize(device)  # the epoch's queued work is the run's, not the trace's
+            start = time.perf_counter()
             trace.append([epoch, round(seconds, 2), round(accuracy_on_test(model, cfg, data, device, tta), 4)])
+            synchronize(device)
+            traced[0] += time.perf_counter() - start
             print(f"TRACE {variant['name']} seed {seed}: epoch {epoch}  {trace[-1][1]} s  {trace[-1][2]}",
                   flush=True)
         return False
@@ -77,7 +88,9 @@ def run_once(variant: dict, data, device: torch.device, seed: int, members: list
         return accuracy_on_test(session.model, cfg, data, device, tta), session
 
     (accuracy, session), seconds = timed(run, device)
+    seconds -= traced[0]
     row = {"seed": seed, "accuracy": round(accuracy, 5), "seconds": round(seconds, 3),
+           "trace_seconds": round(traced[0], 3),
            "epoch_seconds": [round(s, 3) for s in session.epoch_seconds], "trace": trace,
            "accuracy_by_tta": {str(t): round(accuracy_on_test(session.model, cfg, data, device, t), 5)
                                for t in TTAS}}
@@ -160,8 +173,15 @@ def main(argv: list[str] | None = None) -> int:
         variants = [v for v in variants if any(v["name"] == w or v["name"].startswith(w) for w in wanted)]
         if not variants:
             ap.error(f"--only {args.only!r} matches no variant in {args.variants}")
-    data = load_dataset(args.data, args.data_dir, download=False)
     device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda, but this torch sees no CUDA GPU: run it on a GPU machine, or pass --device cpu")
+    try:
+        data = load_dataset(args.data, args.data_dir, download=False)
+        for variant in variants:  # every variant's settings checked before the first one trains
+            variant_config(variant, data, device, 0)
+    except CnnlabError as e:
+        ap.error(str(e))
     print(torch.__version__, torch.cuda.get_device_name(device) if device.type == "cuda" else device, flush=True)
     out = args.out.open("a", encoding="utf-8") if args.out else None
     try:

@@ -200,3 +200,26 @@ def test_missing_full_set_falls_back_to_mini_and_says_so(monkeypatch):
     assert described.startswith("fashion-mnist-mini") and "not found" in described
     with pytest.raises(DatasetNotFound, match="mnist"):  # only Fashion-MNIST has a shipped stand-in
         _load("mnist", None)
+
+
+def test_a_figure_scaled_from_part_of_an_epoch_says_extrapolated(small):
+    from cnnlab.bench.cpu_epoch import bench_cpu_epoch
+
+    # 1,024 images are 8 batches of 128: 5 timed after 3 of warm-up are scaled by 8/5
+    part = bench_cpu_epoch(small, runs=1, batches=5, warmup=3)
+    assert part["batches_per_epoch"] == 8 and part["batches_timed"] == 5 and part["extrapolated"] is True
+    whole = bench_cpu_epoch(small, runs=1, batches=None, warmup=0)
+    assert whole["batches_timed"] == 8 and whole["extrapolated"] is False
+
+
+def test_a_repeated_recipe_is_measured_once(monkeypatch, small):
+    import cnnlab.bench.gpu_recipe
+    import cnnlab.train.reproduce
+
+    measured = []
+    monkeypatch.setattr(cnnlab.train.reproduce, "pick_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(cnnlab.bench.gpu_recipe, "bench_gpu_recipe",
+                        lambda data, device, recipe, runs, **kw: measured.append(recipe) or {"recipe": recipe})
+    monkeypatch.setattr(cnnlab.bench, "environment", lambda device: {"device": str(device)})
+    run_bench("cuda", which=("gpu-recipe",), recipes=("fast", "best", "fast"), dataset=small, data="mini")
+    assert measured == ["fast", "best"]

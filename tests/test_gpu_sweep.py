@@ -125,3 +125,38 @@ def test_only_picks_variants_by_name_or_prefix(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _load().main([*args, "--only", "c-"])
     assert "matches no variant" in capsys.readouterr().err
+
+
+def test_trace_evaluations_are_not_in_a_runs_seconds(tmp_path, capsys, monkeypatch):
+    import time
+
+    sweep = _load()
+    real = sweep.accuracy_on_test
+
+    def slow(*args):  # each evaluation takes a second more: two traces and the final one
+        time.sleep(1.0)
+        return real(*args)
+
+    monkeypatch.setattr(sweep, "accuracy_on_test", slow)
+    variant = {"name": "traced", "recipe": "fast", "seeds": [0], "trace": 1, "warmup": True,
+               "overrides": {"epochs": 2, "batch_size": 512, "warmup_epochs": 0.0}}
+    data = sweep.load_dataset("fashion-mnist-mini")
+    (summary,) = sweep.sweep([variant], data, torch.device("cpu"))
+    run = summary["runs"][0]
+    assert run["trace_seconds"] >= 2.0
+    # the final evaluation's second stays in (airbench's timing: training plus evaluation)
+    assert 1.0 <= run["seconds"] - sum(run["epoch_seconds"]) < 2.0
+    assert "seed 1000" not in capsys.readouterr().out  # the untimed warm-up traces nothing
+
+
+def test_a_misspelt_override_or_no_gpu_is_one_sentence(tmp_path, capsys):
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps([{"name": "typo", "recipe": "fast", "overrides": {"epoch": 1}}]))
+    args = [str(path), "--data", "fashion-mnist-mini"]
+    with pytest.raises(SystemExit):
+        _load().main([*args, "--device", "cpu"])
+    assert "unknown setting 'epoch' in variant 'typo' (did you mean 'epochs'?)" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            _load().main(args)  # --device cuda is the default
+        assert "sees no CUDA GPU" in capsys.readouterr().err

@@ -189,3 +189,16 @@ def test_train_warns_once_before_loading_anything(tmp_path, monkeypatch, caplog,
         pipeline.train(cfg)
     warnings = [r.getMessage() for r in caplog.records if "sized for a GPU" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def test_fewer_epochs_than_the_recipes_warm_up_shorten_it_in_proportion():
+    from cnnlab.api import resolve_config
+
+    # best on fashion-mnist: 190 epochs with a 2-epoch warm-up; 2 epochs keep 2/190 of it
+    short = recipe_config("fashion-mnist", "best", "cpu", epochs=2)
+    assert short.epochs == 2 and short.warmup_epochs == pytest.approx(2.0 * 2 / 190)
+    cli = resolve_config({"recipe": "best", "data": "mnist", "epochs": 4, "device": "cpu"}, source="test")
+    assert cli.warmup_epochs == pytest.approx(5.0 * 4 / 40)  # mnist best: 5 of 40 epochs
+    # a warm-up that still fits, or one given explicitly, is kept
+    assert recipe_config("fashion-mnist", "best", "cpu", epochs=10).warmup_epochs == 2.0
+    assert recipe_config("mnist", "best", "cpu", epochs=4, warmup_epochs=1.0).warmup_epochs == 1.0

@@ -10,11 +10,11 @@ from cnnlab.train.config import TrainConfig
 def resolve_config(values: dict[str, Any], source: str) -> TrainConfig:
     """Defaults < the named recipe's settings < the values given: the run's TrainConfig."""
     if values.get("recipe"):
-        from cnnlab.train.recipes import recipe_overrides
+        from cnnlab.train.recipes import recipe_overrides, with_recipe
         from cnnlab.train.reproduce import pick_device
 
         device = pick_device(values.get("device", "auto"))  # a recipe has a GPU variant and CPU settings
-        values = {**recipe_overrides(values.get("data", TrainConfig.data), values["recipe"], device), **values}
+        values = with_recipe(recipe_overrides(values.get("data", TrainConfig.data), values["recipe"], device), values)
     return TrainConfig.from_dict(values, source=source)
 
 

@@ -338,9 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_flags(p, only=LR_FIND_SETTINGS)  # the settings lr_find uses
     p.set_defaults(func=cmd_lr_find)
 
-    p = command("bench", help="speed measurements as JSON lines")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--runs", type=int, default=3)
+    p = command("bench", help="speed measurements as JSON lines",
+                description="Speed measurements, one JSON line each on stdout (progress on stderr); "
+                            "docs/speed.md explains each and lists the figures measured so far.")
+    p.add_argument("--device", default="auto",
+                   help="where time-to-accuracy and gpu-recipe train: auto (cuda, then mps, then cpu), cpu "
+                        "or cuda; cpu-epoch always measures the CPU, and gpu-recipe needs cuda (else it "
+                        "prints a 'skipped' line)")
+    p.add_argument("--runs", type=_at_least(1), default=3,
+                   help="cpu-epoch: rounds of the three settings; time-to-accuracy and gpu-recipe: seeds")
     p.add_argument("--first-seed", type=int, default=0,
                    help="time-to-accuracy and gpu-recipe run seeds first-seed .. first-seed + runs - 1 "
                         "(continue a series across sittings)")
@@ -353,7 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", action="extend", type=_choices("fast", "best"),
                    help="gpu-recipe: which recipe to measure, fast or best (repeatable or comma-separated; "
                         "default both)")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", help="folder holding Fashion-MNIST (else the usual places); without the "
+                                      "full set the bench measures the embedded mini set and says so in "
+                                      "each line's 'data'")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -72,6 +72,7 @@ def run_bench(device: str = "auto", runs: int = 3, which: Sequence[str] | None =
         raise ConfigError(f"unknown bench {unknown[0]!r}: choose from {', '.join(BENCHES)}")
     if not set(recipes) <= {"fast", "best"} or not recipes:
         raise ConfigError(f"gpu-recipe measures recipes 'fast' and 'best', got {list(recipes)}")
+    recipes = tuple(dict.fromkeys(recipes))  # `--recipe fast,fast` measures it once (best: minutes a run)
     if runs < 1 or batches < 1:
         raise ConfigError(f"bench runs and batches must be at least 1, got runs={runs}, batches={batches}")
     if first_seed < 0:

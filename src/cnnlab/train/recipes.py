@@ -182,6 +182,17 @@ def recipe_overrides(data: str, name: str, device: str | torch.device | None = N
     return out
 
 
+def with_recipe(recipe: dict, given: dict) -> dict:
+    """The recipe's settings with the given ones on top, and the recipe's warm-up shortened in
+    proportion when fewer epochs are given than it lasts (2 epochs of a 190-epoch schedule's
+    2-epoch warm-up would be all warm-up): a warm-up given explicitly is kept as given."""
+    values = {**recipe, **given}
+    epochs, warmup = given.get("epochs"), recipe.get("warmup_epochs", 0.0)
+    if epochs is not None and "warmup_epochs" not in given and warmup and warmup >= epochs:
+        values["warmup_epochs"] = warmup * epochs / recipe["epochs"]
+    return values
+
+
 def recipe_config(data: str, name: str, device: str | torch.device | None = None, **overrides) -> TrainConfig:
     """A TrainConfig for `data` with the recipe applied, then `overrides` (None values ignored).
 
@@ -191,8 +202,8 @@ def recipe_config(data: str, name: str, device: str | torch.device | None = None
         device: as in recipe_overrides.
         **overrides: TrainConfig fields that win over the recipe (e.g. epochs=1 for a smoke test).
     """
-    values = {**recipe_overrides(data, name, device), "data": data}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values = with_recipe(recipe_overrides(data, name, device), {**given, "data": data})
     return TrainConfig.from_dict(values, source=f"recipe {data} {name}")
 
 
