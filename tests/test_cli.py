@@ -506,3 +506,47 @@ def test_summary_refuses_classes_for_a_model_file(capsys, tmp_path):
     assert code == 2 and "--classes is for zoo models" in err and out == ""
     code, out, _ = run_cli(capsys, "summary", str(path))
     assert code == 0 and "Dense" in out
+
+
+def test_a_misspelt_flag_is_named_in_the_subcommands_usage_with_the_closest(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--optimiser", "adam"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "usage: cnnlab train" in err
+    assert "unrecognized arguments: --optimiser adam (did you mean --optimizer?)" in err
+
+
+def test_version_and_python_dash_m(capsys):
+    from cnnlab import __version__
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"cnnlab {__version__}"
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "explain", "pool"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "pooled map 2x2" in proc.stdout
+
+
+def test_summary_of_a_zoo_model_with_channels_last_input_says_so(capsys):
+    from cnnlab.layers.shapes import ShapeWarning
+
+    with pytest.warns(ShapeWarning, match=r"--input 224x224x3 reads as 224 channels.*did you mean \(3, 224, 224\)"):
+        code, _, _ = run_cli(capsys, "summary", "resnet18", "--input", "224x224x3")
+    assert code == 0
+
+
+def test_config_syntax_error_names_the_line(capsys, tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("epochs: 2\nlr: [1\n")
+    code, _, err = run_cli(capsys, "train", "--config", str(path), "--out", str(tmp_path))
+    assert code == 2 and f"config file {path}, line 3, column 1 is not valid YAML" in err
+
+
+def test_a_data_dir_that_does_not_exist_is_said(capsys, tmp_path, caplog):
+    from cnnlab.data import load_dataset
+
+    with caplog.at_level("WARNING", logger="cnnlab.data.sources"):
+        try:
+            load_dataset("fashion-mnist", tmp_path / "nowhere", download=False)
+        except Exception:  # not installed here: the warning came first all the same
+            pass
+    assert f"the data folder {tmp_path / 'nowhere'} does not exist" in caplog.text

@@ -157,3 +157,9 @@ def test_every_recipe_still_validates(data, name, device):
 def test_augment_that_is_not_a_mapping_says_so():
     with pytest.raises(ConfigError, match=r"augment must be a mapping of settings, got 'flip'"):
         TrainConfig(augment="flip")
+
+
+def test_keras_class_names_of_optimizers_and_schedules_work():
+    cfg = TrainConfig(optimizer="SGD", schedule="Cosine")
+    assert cfg.optimizer == "sgd" and cfg.schedule == "cosine"
+    assert TrainConfig(optimizer="RMSprop").optimizer == "rmsprop"

@@ -122,6 +122,11 @@ def test_python_api_uses_a_finished_run(tmp_path, caplog):
     ((path, top),) = cnnlab.predict_images(result.run_dir, [image])
     assert path == str(image) and len(top) == 3
     assert abs(sum(p for _, p in top)) <= 1.0 + 1e-6 and top[0][1] >= top[1][1] >= top[2][1]
+    assert cnnlab.predict_images(result.run_dir, str(image)) == [(path, top)]  # one path, not its letters
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="at least one image"):
+        cnnlab.predict_images(result.run_dir, [])
 
 
 def test_model_file_trains_and_is_rebuilt_from_the_run(tmp_path):
@@ -356,3 +361,13 @@ def test_flips_on_digits_are_warned_about(tmp_path, caplog):
     assert flip_label_warning("fashion-mnist", {"flip": True}, "flip") is None
     assert flip_label_warning("mnist", {"translate": 2}, None) is None
     assert flip_label_warning("folder:/x", {"flip": True}, None) is None  # a user's photos: their call
+
+
+def test_a_finished_run_given_more_epochs_by_hand_is_not_said_to_have_stopped_early(tmp_path, caplog):
+    first = pipeline.train(TrainConfig(epochs=1, batch_size=256, out=str(tmp_path)))
+    path = first.run_dir / "config.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "epochs": 3}))
+    with caplog.at_level("WARNING", logger="cnnlab.pipeline"):
+        pipeline.resume(first.run_dir)
+    assert "already finished (1 epochs, config.json now says 3 epochs)" in caplog.text
+    assert "stopped early" not in caplog.text

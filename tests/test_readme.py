@@ -14,13 +14,11 @@ def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     (code,) = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
     quick = re.sub(r"epochs=\d+", "epochs=1", code)
     assert quick.count("epochs=1") == 2, "the README's example changed: update this test's edits"
-    monkeypatch.chdir(tmp_path)  # the run directory goes to tmp_path/runs
-    from cnnlab.data import load_dataset
-
-    data = load_dataset("fashion-mnist-mini")
-    Image.fromarray(data.x_test[data.y_test == 7][0, 0].numpy()).save("shoe.png")
-    exec(compile(quick, str(README), "exec"), {})
+    monkeypatch.chdir(tmp_path)  # the run directory goes to tmp_path/runs; an empty folder, so the
+    exec(compile(quick, str(README), "exec"), {})  # example must make the shoe.png it predicts on
     out = capsys.readouterr().out
     assert "Total params" in out and "shoe.png" in out
+    with Image.open(tmp_path / "shoe.png") as shoe:
+        assert shoe.size == (28, 28) and shoe.mode == "L"
     assert len(list((tmp_path / "runs").iterdir())) == 1
     assert sorted(p.name for p in (tmp_path / "my_cnn").iterdir()) == ["model.json", "model.safetensors"]

@@ -14,6 +14,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from cnnlab import __version__
 from cnnlab.errors import CnnlabError, ConfigError
 
 EXIT_USER_ERROR = 2
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress output")
     parser = argparse.ArgumentParser(prog="cnnlab", parents=[common],
                                      description="CNNs for image classification, as the lectures teach them.")
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, help: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -372,6 +374,21 @@ def _is_interruption(error: CnnlabError) -> bool:
     return engine is not None and isinstance(error, engine.TrainingInterrupted)
 
 
+def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> None:
+    """Exit 2 naming the arguments no option took, in the subcommand's usage, with the closest option."""
+    import difflib
+
+    sub = parser
+    if command:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        sub = subparsers.choices[command]
+    options = [o for a in sub._actions for o in a.option_strings]
+    flag = next((e.split("=", 1)[0] for e in extra if e.startswith("-")), None)
+    close = difflib.get_close_matches(flag, options, n=1) if flag else []
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
+
+
 def _attach_matrix_values(argv: list[str]) -> list[str]:
     """`--input -1,2;3,4` -> `--input=-1,2;3,4`: argparse takes a value starting with '-' for an
     option unless it is a lone negative number, and a filter's first weight is often negative."""
@@ -386,7 +403,9 @@ def _attach_matrix_values(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(_attach_matrix_values(sys.argv[1:] if argv is None else list(argv)))
+    args, extra = parser.parse_known_args(_attach_matrix_values(sys.argv[1:] if argv is None else list(argv)))
+    if extra:  # said by the subcommand's parser, whose usage lists the options it has
+        _unrecognized(parser, getattr(args, "command", None), extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR

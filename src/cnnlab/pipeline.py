@@ -342,7 +342,12 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
                           f"{begun} or more, or leave --epochs out")
     if runs.is_complete(run_dir) and (epochs is None or epochs <= done):
         if say_finished:
-            how = "all its epochs" if done >= cfg.epochs else f"stopped early at epoch {done} of {cfg.epochs}"
+            if done >= cfg.epochs:
+                how = "all its epochs"
+            elif cfg.early_stopping_patience is not None:
+                how = f"stopped early at epoch {done} of {cfg.epochs}"
+            else:  # no early stopping: its config.json was given more epochs by hand
+                how = f"config.json now says {cfg.epochs} epochs"
             log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N "
                         "above %d to train it further", run_dir, done, how, done)
         return TrainResult(run_dir, History(state["history"]), runs.read_json(run_dir / "metrics.json"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -15,6 +16,8 @@ from cnnlab.data.dataset import convert_images
 from cnnlab.data.folder import load_image
 from cnnlab.data.sources import absolute_spec
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.layers.shapes import ShapeWarning
+from cnnlab.model import _channels_last_hint
 from cnnlab.outputs import as_logits, ends_in_softmax
 
 log = logging.getLogger(__name__)
@@ -137,13 +140,17 @@ def model_input(run: runs.Run, path: str | Path) -> torch.Tensor:
     return convert_images(image[None], channels, (height, width))[0]
 
 
-def predict_images(run_dir: str | Path, paths: Sequence[str | Path], *, top_k: int = 3
+def predict_images(run_dir: str | Path, paths: Sequence[str | Path] | str | Path, *, top_k: int = 3
                    ) -> list[tuple[str, list[tuple[str, float]]]]:
     """Top-k classes with probabilities for image files (any size or mode, converted as in training).
 
     Returns:
         [(path, [(class name, probability), ...]), ...] in the order given.
     """
+    if isinstance(paths, (str, Path)):  # one image, not the characters of its name
+        paths = [paths]
+    if not paths:
+        raise ConfigError("predict_images needs at least one image file; got none")
     run = runs.load_run(run_dir)
     images = torch.stack([model_input(run, p) for p in paths])
     mean = torch.tensor(run.mean).view(1, -1, 1, 1)
@@ -210,5 +217,8 @@ def summarize_model(model: str, *, input_shape: tuple[int, ...] | None = None, n
         kw = {"num_classes": num_classes or 10}
         if input_shape is not None:
             kw.update(in_channels=input_shape[0], input_size=tuple(input_shape[1:]))
+            if hint := _channels_last_hint(tuple(input_shape)):  # the zoo keeps its own ShapeWarnings quiet
+                warnings.warn(f"--input {'x'.join(map(str, input_shape))} reads as {input_shape[0]} channels "
+                              f"of {input_shape[1]}x{input_shape[2]} images; {hint}", ShapeWarning, stacklevel=2)
         net = zoo.create(model, **kw)
     return summarize(net, tuple(input_shape) if input_shape else tuple(net.input_shape))

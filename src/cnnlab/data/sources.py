@@ -5,6 +5,7 @@ pinned SHA-256 sums; `load_dataset` turns a spec (a name or folder:PATH) into an
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
                      "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),),
            "https://www.cs.toronto.edu/~kriz/", kind="cifar"),
 )}
+
+log = logging.getLogger(__name__)
 
 MINI = "fashion-mnist-mini"  # the stratified subset shipped in cnnlab/data/mini/
 SYSTEM_DIR = Path("/usr/share/datasets")  # Debian's dataset-* packages install here
@@ -245,6 +248,9 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *, download: boo
             checksum is wrong.
     """
     source = _lookup(name)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        # a typo, or a run's recorded folder since removed: said, then the usual places searched
+        log.warning("the data folder %s does not exist; looking for %s in the usual places instead", data_dir, name)
     searched = candidate_dirs(name, data_dir)
     given = searched[:2] if data_dir is not None else []  # --data-dir and --data-dir/name
     if given and not any(is_complete(source, folder) for folder in given):

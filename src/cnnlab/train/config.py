@@ -129,6 +129,9 @@ class TrainConfig:
     tensorboard: bool = _f(False, "also write TensorBoard logs (pip install cnnlab[tensorboard])")
 
     def __post_init__(self) -> None:
+        for name in ("optimizer", "schedule"):  # Keras' class names work too: Adam, SGD, RMSprop
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, getattr(self, name).lower())
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_choice("precision", self.precision, PRECISIONS)
@@ -321,7 +324,10 @@ def read_settings(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist: check the path") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML ({e.__class__.__name__}): fix its syntax") from None
+        mark = getattr(e, "problem_mark", None)  # where the parser stopped (0-based)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or e.__class__.__name__
+        raise ConfigError(f"config file {path}{where} is not valid YAML ({problem}): fix its syntax") from None
     return {} if values is None else values
 
 
