@@ -291,3 +291,29 @@ def test_global_max_pool_trains_under_compile_and_bf16():
     for eager, compiled in zip(grads["eager"], grads["compiled"]):
         assert torch.isfinite(compiled).all()
         torch.testing.assert_close(compiled, eager, rtol=0.05, atol=0.05 * eager.abs().max().item())
+
+
+def test_constructor_mistakes_are_config_errors_not_type_errors():
+    with pytest.raises(ConfigError, match=r"^Conv2D has no argument 'kernel_sise' \(did you mean kernel_size\?\)"):
+        Conv2D(32, kernel_sise=3)
+    with pytest.raises(ConfigError, match=r"^Conv2D has no argument 'name'; it takes filters, kernel_size"):
+        Conv2D(32, 3, name="conv1")
+    with pytest.raises(ConfigError, match=r"^Dense needs units; it takes units, activation"):
+        Dense()
+    with pytest.raises(ConfigError, match=r"^Flatten takes 0 arguments by position \(none\) but got 1"):
+        Flatten(1)
+    with pytest.raises(ConfigError, match=r"^Dense got units twice, by position and by name"):
+        Dense(3, units=4)
+
+
+def test_float_arguments_take_numbers_and_numeric_strings():
+    assert BatchNorm(epsilon="1e-5").epsilon == 1e-5  # what a YAML 1.1 reader makes of 1e-5
+    assert LocalResponseNorm(alpha="1e-4").alpha == 1e-4
+    with pytest.raises(ConfigError, match=r"^BatchNorm epsilon must be a number like 0.001, got 'small'"):
+        BatchNorm(epsilon="small")
+    with pytest.raises(ConfigError, match=r"^BatchNorm momentum must be a number"):
+        BatchNorm(momentum=None)
+    with pytest.raises(ConfigError, match=r"^LocalResponseNorm k must be a number"):
+        LocalResponseNorm(k=[2])
+    with pytest.raises(ConfigError, match=r"^kernel_regularizer l2 must be a number"):
+        Dense(2, kernel_regularizer={"l2": "lots"})

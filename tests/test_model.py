@@ -240,3 +240,33 @@ def test_every_public_name_resolves_in_a_fresh_interpreter():
         code = f"import cnnlab; cnnlab.{name}; [getattr(cnnlab, n) for n in cnnlab.__all__]"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+def test_keras_input_shape_on_the_first_layer():
+    # lecture 000: layers.Conv2D(32, (3,3), padding='same', activation='relu', input_shape=(28, 28, 1))
+    model = Sequential([Conv2D(32, (3, 3), padding="same", activation="relu", input_shape=(1, 28, 28)),
+                        MaxPool2D(), Flatten(), Dense(10)])
+    assert model.input_shape == (1, 28, 28) and model.output_shape == (10,)
+    assert "input_shape" not in model.to_config()["layers"][0]["Conv2D"]
+    assert Sequential.from_config(model.to_config()).to_config() == model.to_config()
+    keras = Sequential()
+    keras.add(Dense(2, input_shape=(4,)))  # the Keras guide's Sequential example
+    assert keras.output_shape == (2,)
+    with pytest.warns(ShapeWarning, match=r"did you mean \(1, 28, 28\)\?"):  # channels last, as Keras writes it
+        Sequential([Conv2D(32, 3, padding="same", input_shape=(28, 28, 1))])
+    with pytest.raises(ConfigError, match=r"input_shape of layer 1 \(Dense\) is read only on the first layer"):
+        Sequential([Flatten(), Dense(2, input_shape=(4,))])
+    with pytest.raises(ConfigError, match=r"input_shape of layer 0 \(Dense\), \[4\], disagrees with input_shape=\[5\]"):
+        Sequential([Dense(2, input_shape=(4,))], input_shape=(5,))
+
+
+def test_a_missing_argument_in_a_config_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"^layer 0 \(Dense\): Dense needs units"):
+        Sequential.from_config({"input_shape": [4], "layers": [{"Dense": {}}]})
+
+
+def test_building_again_at_the_same_shape_warns_once():
+    with pytest.warns(ShapeWarning) as caught:
+        model = Sequential([Conv2D(4, 3, padding="same")], input_shape=(28, 28, 1))
+        model.build((28, 28, 1))  # summarize() does this with a model load_model_file built
+    assert len(caught) == 1

@@ -9,7 +9,7 @@ import torch
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.layers import Conv2D, Dense, Flatten, MaxPool2D, Residual, ShapeWarning
 from cnnlab.model import Sequential
-from cnnlab.model_file import load_model_file, save_model_file
+from cnnlab.model_file import load_model_file, read_model_config, save_model_file
 
 LECTURE = """\
 name: lecture-004
@@ -106,3 +106,66 @@ def test_shape_errors_carry_the_file_line(tmp_path):
 def test_input_shape_override(tmp_path):
     model = load_model_file(write(tmp_path, "layers: [Flatten, {Dense: {units: 2}}]\n"), input_shape=(3, 4, 4))
     assert model[1].linear.in_features == 48
+
+
+def test_a_key_given_twice_is_an_error_at_its_line(tmp_path):
+    # YAML 1.2 section 3.2.1.1: keys are unique; PyYAML alone keeps the last one
+    path = write(tmp_path, LECTURE.replace("filters: 16,", "filters: 8, filters: 16,"))
+    with pytest.raises(ConfigError, match=rf"^{path}, line 4: 'filters' is given twice in one mapping \(first on line 4\)"
+                                          "; keep one"):
+        load_model_file(path)
+    with pytest.raises(ConfigError, match=r"line 2: 'input_shape' is given twice .*first on line 1"):
+        load_model_file(write(tmp_path, "input_shape: [1, 8, 8]\ninput_shape: [1, 9, 9]\nlayers: [Flatten]\n"))
+    # not the first list's error (Flaten on line 2)
+    with pytest.raises(ConfigError, match=r"line 3: 'layers' is given twice .*first on line 2"):
+        load_model_file(write(tmp_path, "input_shape: [1, 8, 8]\nlayers: [Flaten]\nlayers: [Flatten]\n"))
+    text = '{"input_shape": [1, 8, 8],\n "layers": [{"Dense": {"units": 2,\n   "units": 3}}]}'
+    with pytest.raises(ConfigError, match=r"m.json, line 3: 'units' is given twice .*first on line 2"):
+        load_model_file(write(tmp_path, text, "m.json"))
+
+
+@pytest.mark.parametrize("item, message", [
+    ("Dense", "Dense needs units"), ("Conv2D", "Conv2D needs filters and kernel_size"),
+    ("Conv2D: {filters: 4}", "Conv2D needs kernel_size"), ("Dropout", "Dropout needs rate"),
+    ("Activation", "Activation needs name"), ("Input", "Input needs shape"),
+])
+def test_a_missing_argument_names_the_line(tmp_path, item, message):
+    path = write(tmp_path, f"input_shape: [1, 8, 8]\nlayers:\n  - Flatten\n  - {item}\n")
+    with pytest.raises(ConfigError, match=rf"^{path}, line 4: {message}; it takes "):
+        load_model_file(path)
+
+
+def test_exponent_floats_are_numbers_and_saved_files_read_back(tmp_path):
+    # PyYAML (YAML 1.1) reads 1e-5 as a string; YAML 1.2 and JSON read it as a number
+    model = load_model_file(write(tmp_path, "input_shape: [2, 4, 4]\nlayers:\n  - BatchNorm: {epsilon: 1e-5}\n"
+                                            "  - LocalResponseNorm: {alpha: 2E-4, beta: .75e0}\n"))
+    assert model[0].epsilon == 1e-5 and model[0].bn.eps == 1e-5 and (model[1].alpha, model[1].beta) == (2e-4, 0.75)
+    config, _ = read_model_config(tmp_path / "model.yaml")
+    assert config["layers"][0] == {"BatchNorm": {"epsilon": 1e-5}}  # a float before BatchNorm sees it
+    for name in ("m.json", "m.yaml"):
+        path = save_model_file(model, tmp_path / name)
+        assert load_model_file(path).to_config() == model.to_config()
+
+
+def test_tab_indented_json_loads_and_bad_json_names_line_and_column(tmp_path):
+    text = '{\n\t"input_shape": [1, 4, 4],\n\t"layers": [\n\t\t{"Dense": {"unit": 2}}\n\t]\n}\n'
+    with pytest.raises(ConfigError, match=r"line 4: Dense has no argument 'unit'"):
+        load_model_file(write(tmp_path, text, "m.json"))
+    model = load_model_file(write(tmp_path, text.replace('{"Dense"', '"Flatten", {"Dense"').replace("unit", "units"),
+                                  "m.json"))
+    assert model.output_shape == (2,)
+    with pytest.raises(ConfigError, match=r"m.json, line 2, column 24: not valid JSON \(Expecting value\)"):
+        load_model_file(write(tmp_path, '{"layers": ["Flatten"],\n "input_shape": [1, 4, ]}', "m.json"))
+
+
+def test_input_shape_on_the_first_layer_as_in_keras(tmp_path):
+    path = write(tmp_path, "layers:\n  - Conv2D: {filters: 2, kernel_size: 3, input_shape: [1, 6, 6]}\n  - Flatten\n")
+    model = load_model_file(path)
+    assert model.input_shape == (1, 6, 6) and model.output_shape == (32,)
+    assert load_model_file(save_model_file(model, tmp_path / "again.yaml")).to_config() == model.to_config()
+
+
+def test_save_model_file_is_public():
+    import cnnlab
+
+    assert cnnlab.save_model_file is save_model_file and "save_model_file" in cnnlab.__all__

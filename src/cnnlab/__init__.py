@@ -5,6 +5,7 @@ The public API, imported lazily so `cnnlab --help` stays quick:
     Sequential, layers          build a model in Keras terms (cnnlab.layers has Conv2D, ...)
     create_model, list_models   the zoo (lenet5, alexnet, vgg16, resnet18, ...)
     summarize                   the layer table with the shape arithmetic
+    load_model_file, save_model_file    a Sequential as a YAML/JSON model file (docs/model-files.md)
     load_dataset                fashion-mnist(-mini), mnist, kmnist, cifar10, folder:PATH
     train_run                   a whole training run -> a run directory (what `cnnlab train` does)
     load_run, evaluate_run, predict_images    use a finished run
@@ -22,6 +23,7 @@ _EXPORTS = {
     "layers": "",  # the subpackage itself: cnnlab.layers.Conv2D
     "Sequential": "cnnlab.model",
     "load_model_file": "cnnlab.model_file",
+    "save_model_file": "cnnlab.model_file",
     "summarize": "cnnlab.summary",
     "load_dataset": "cnnlab.data",
     "TrainConfig": "cnnlab.train.config",

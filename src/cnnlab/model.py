@@ -126,12 +126,26 @@ class Sequential(KerasFacade, Layer):
             raise ConfigError(f"Sequential takes cnnlab layers (Conv2D, Dense, ...), got "
                               f"{type(layer).__name__} at position {len(self)}; wrap torch modules in a Layer.")
         index = len(self)
+        if layer.given_input_shape is not None:  # Keras' Conv2D(32, 3, input_shape=(1, 28, 28))
+            self._take_input_shape(layer, index)
         self.add_module(str(index), layer)
         layer.set_label(f"{self._path}.{index}" if self._path else str(index))
         if self.built:
             self.output_shape = layer.build(self.output_shape)
         elif self._declared_shape is not None and index == 0:
             self.build(self._declared_shape)
+
+    def _take_input_shape(self, layer: Layer, index: int) -> None:
+        """Declare the input shape given as `input_shape=` to the first layer, as Keras does."""
+        what = f"input_shape of layer {index} ({type(layer).__name__})"
+        if index:
+            raise ConfigError(f"{what} is read only on the first layer; move it there, or give "
+                              "Sequential(..., input_shape=(C, H, W)).")
+        shape = _check_shape(layer.given_input_shape, what)
+        if self._declared_shape is not None and self._declared_shape != shape:
+            raise ConfigError(f"{what}, {list(shape)}, disagrees with input_shape={list(self._declared_shape)}; "
+                              "give the input shape once.")
+        self._declared_shape = shape
 
     def set_label(self, path: str) -> None:
         super().set_label(path)
@@ -148,6 +162,7 @@ class Sequential(KerasFacade, Layer):
             input_shape: (C, H, W) or (F,), without the batch dimension.
         """
         shape = _check_shape(tuple(input_shape), "input_shape")
+        again = self.built and shape == self.input_shape  # e.g. summarize() after load_model_file: warn once
         self.input_shape = shape
         out = shape
         try:
@@ -162,9 +177,10 @@ class Sequential(KerasFacade, Layer):
         if not self._path:
             self._declared_shape = shape
             hint = _channels_last_hint(shape)
-            if hint:  # the shapes worked out, but probably not as meant: (28, 28, 1) is 28 channels
+            if hint and not again:  # the shapes worked out, but probably not as meant: (28, 28, 1) is 28 channels
                 warnings.warn(f"input_shape {shape} reads as {shape[0]} channels of {shape[1]}x"
-                              f"{shape[2]} images; {hint}", ShapeWarning, stacklevel=4)
+                              f"{shape[2]} images; {hint}", ShapeWarning,
+                              stacklevel=5)  # build <- add <- __init__ <- _LayerType.__call__ <- Sequential(...)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

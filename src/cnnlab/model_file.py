@@ -10,13 +10,15 @@ Canonical form (what save_model_file writes; docs/model-files.md has the rest):
       - Flatten
       - Dense: {units: 10, activation: softmax}
 
-`- type: Conv2D` mappings and bare names like `- Flatten` are read too. JSON files are parsed by
-the same YAML reader (JSON is YAML), so their errors carry line numbers as well.
+`- type: Conv2D` mappings and bare names like `- Flatten` are read too. A key given twice in one
+mapping is an error (YAML 1.2 section 3.2.1.1), not "the last one wins". JSON files are parsed by
+the json module; the YAML reader, which reads JSON too, finds the lines that errors name.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -28,6 +30,37 @@ from cnnlab.layers.base import check_arguments, closest, layer_class
 from cnnlab.model import Sequential
 
 TOP_KEYS = ("name", "input_shape", "layers")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with two YAML 1.2 rules: keys are unique, and 1e-5 is a float."""
+
+    def __init__(self, text: str, path: Path):
+        super().__init__(text)
+        self.path = path
+
+    def construct_mapping(self, node, deep=False):
+        lines: dict = {}  # key -> line of its first appearance
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges a mapping whose keys the ones after it may override
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                repeated = key in lines
+            except TypeError:
+                continue  # an unhashable key, which SafeLoader itself reports
+            if repeated:
+                raise ConfigError(f"{self.path}, line {_line(key_node)}: {key!r} is given twice in one mapping "
+                                  f"(first on line {lines[key]}); keep one, since YAML and JSON keys must be unique.")
+            lines[key] = _line(key_node)
+        return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.2's floats with an exponent (1e-5, 2E+3, 1.0e5), which YAML 1.1 and so PyYAML read as
+# strings: PyYAML's float needs a dot and a signed exponent.
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)[eE][-+]?[0-9]+$"),
+                              list("-+.0123456789"))
 
 
 def _line(node: yaml.Node) -> int:
@@ -95,11 +128,18 @@ def read_model_config(path) -> tuple[dict, dict[int, int]]:
     def where(node):
         return f"{path}, line {_line(node)}"
 
-    loader = yaml.SafeLoader(text)
+    json_data = None
+    if path.suffix.lower() == ".json":
+        json_data = _read_json(text, path)
+        # JSON's tabs lie between tokens only (strings cannot hold them), where PyYAML refuses them;
+        # a space in each keeps every line and column, and the YAML reader then finds the lines.
+        text = text.replace("\t", " ")
+    loader = _Loader(text, path)
     try:
         root = loader.get_single_node()
         if root is None:
             raise ConfigError(f"{path} is empty; give input_shape and a list of layers (see docs/model-files.md).")
+        data = loader.construct_document(root)  # first, so that a repeated key is reported before it is used
         if isinstance(root, yaml.SequenceNode):  # a bare list of layers
             layers_node, config_nodes = root, []
         elif isinstance(root, yaml.MappingNode):
@@ -114,7 +154,6 @@ def read_model_config(path) -> tuple[dict, dict[int, int]]:
         else:
             raise ConfigError(f"{where(root)}: a model file is a mapping with input_shape and layers.")
         _check_layers(layers_node, where)
-        data = loader.construct_document(root)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
@@ -122,9 +161,20 @@ def read_model_config(path) -> tuple[dict, dict[int, int]]:
         raise ConfigError(f"{path}{line}: not valid YAML/JSON ({problem}); check indentation and brackets.") from None
     finally:
         loader.dispose()
+    if json_data is not None:
+        data = json_data  # the same structure; the json module's numbers (1e-05) are the JSON ones
     config = {"layers": data} if isinstance(data, list) else data
     lines = {i: _line(node) for i, node in enumerate(layers_node.value)}
     return config, lines
+
+
+def _read_json(text: str, path: Path):
+    """The data of a JSON model file; ConfigError with the line and column of a syntax error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}, line {err.lineno}, column {err.colno}: not valid JSON ({err.msg}); "
+                          "check commas, quotes and brackets.") from None
 
 
 def load_model_file(path, input_shape=None) -> Sequential:

@@ -64,11 +64,41 @@ def check_arguments(cls: type[Layer], args: dict) -> None:
     """ConfigError naming an argument `cls` does not take, with the closest valid one."""
     valid = layer_arguments(cls)
     for key in args:
-        if key not in valid:
+        if key not in valid and key != "input_shape":  # Keras' input_shape=, which every layer takes
             raise ConfigError(
                 f"{cls.__name__} has no argument {key!r}{closest(key, valid)}; "
                 f"it takes {', '.join(valid)}."
             )
+
+
+def check_call(cls: type[Layer], args: tuple, kwargs: dict) -> None:
+    """ConfigError, instead of Python's TypeError, when `cls(*args, **kwargs)` does not fit its constructor."""
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]  # without self
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return  # *args or **kwargs: Python's own checks are all there is
+    check_arguments(cls, kwargs)
+    name = cls.__name__
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(args) > len(positional):
+        raise ConfigError(f"{name} takes {len(positional)} arguments by position ({', '.join(positional) or 'none'}) "
+                          f"but got {len(args)}; give the others by name, like padding='same'.")
+    by_position = positional[:len(args)]
+    twice = [key for key in by_position if key in kwargs]
+    if twice:
+        raise ConfigError(f"{name} got {twice[0]} twice, by position and by name; give it once.")
+    missing = [p.name for p in params if p.default is p.empty and p.name not in by_position and p.name not in kwargs]
+    if missing:
+        raise ConfigError(f"{name} needs {' and '.join(missing)}; it takes {', '.join(layer_arguments(cls))}.")
+
+
+def number(value, what: str) -> float:
+    """`value` as a float; ConfigError if it is not a number ('1e-5', the string a YAML 1.1 reader makes, is one)."""
+    if not isinstance(value, bool):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+    raise ConfigError(f"{what} must be a number like 0.001, got {value!r}.")
 
 
 def layer_from_config(spec) -> Layer:
@@ -113,14 +143,32 @@ def layer_to_config(layer: Layer, compact: bool = True) -> dict:
     return {type(layer).__name__: args}
 
 
-class Layer(nn.Module):
+class _LayerType(type):
+    """Makes `Conv2D(...)` check its arguments first and take Keras' `input_shape=` (see Layer)."""
+
+    def __call__(cls, *args, **kwargs):
+        given = None
+        if "input_shape" in kwargs and "input_shape" not in layer_arguments(cls):
+            given = kwargs.pop("input_shape")
+        check_call(cls, args, kwargs)
+        layer = super().__call__(*args, **kwargs)
+        if given is not None:
+            layer.given_input_shape = given
+        return layer
+
+
+class Layer(nn.Module, metaclass=_LayerType):
     """A Keras-named layer: knows its output shape from `build(input_shape)` before any data flows.
 
-    Shapes exclude the batch: (C, H, W) for images, (F,) for vectors.
+    Shapes exclude the batch: (C, H, W) for images, (F,) for vectors. Every layer takes Keras'
+    `input_shape=` too (`Conv2D(32, 3, input_shape=(1, 28, 28))`, channels first): Sequential
+    reads it from its first layer. Wrong or missing constructor arguments are a ConfigError
+    naming the closest valid one, as in model files, rather than Python's TypeError.
     """
 
     def __init__(self):
         super().__init__()
+        self.given_input_shape = None  # Keras' input_shape= argument, set by _LayerType after __init__
         self.built = False
         self.input_shape: tuple[int, ...] | None = None
         self.output_shape: tuple[int, ...] | None = None

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.layers.base import Layer, register
+from cnnlab.layers.base import Layer, number, register
 from cnnlab.layers.shapes import shape_str
 
 
@@ -27,12 +27,12 @@ class BatchNorm(Layer):
 
     def __init__(self, momentum: float = 0.99, epsilon: float = 1e-3, num_features: int | None = None):
         super().__init__()
-        if not 0 <= momentum <= 1:
+        self.momentum = number(momentum, "BatchNorm momentum")
+        self.epsilon = number(epsilon, "BatchNorm epsilon")
+        if not 0 <= self.momentum <= 1:
             raise ConfigError(f"BatchNorm momentum must be between 0 and 1 (Keras-style, e.g. 0.99), got {momentum!r}.")
-        if epsilon <= 0:
+        if not self.epsilon > 0:
             raise ConfigError(f"BatchNorm epsilon must be positive, got {epsilon!r}.")
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
         self.num_features = num_features
         self.register_module("bn", None)
         if num_features is not None:
@@ -82,7 +82,10 @@ class LocalResponseNorm(Layer):
         super().__init__()
         if not isinstance(size, int) or size < 1:
             raise ConfigError(f"LocalResponseNorm size must be a positive whole number, got {size!r}.")
-        self.size, self.alpha, self.beta, self.k = size, float(alpha), float(beta), float(k)
+        self.size = size
+        self.alpha = number(alpha, "LocalResponseNorm alpha")
+        self.beta = number(beta, "LocalResponseNorm beta")
+        self.k = number(k, "LocalResponseNorm k")
         self.lrn = nn.LocalResponseNorm(size, alpha=self.alpha * size, beta=self.beta, k=self.k)
 
     def _build(self, input_shape):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.layers.base import closest
+from cnnlab.layers.base import closest, number
 
 
 def _fans(w: torch.Tensor) -> tuple[int, int]:
@@ -70,7 +70,7 @@ def parse_regularizer(spec) -> dict[str, float] | None:
         bad = [k for k in spec if k not in ("l1", "l2")]
         if bad:
             raise ConfigError(f"kernel_regularizer takes keys l1 and l2, got {bad[0]!r}; write {{l2: 1e-4}}.")
-        return {"l1": float(spec.get("l1", 0.0)), "l2": float(spec.get("l2", 0.0))}
+        return {key: number(spec.get(key, 0.0), f"kernel_regularizer {key}") for key in ("l1", "l2")}
     match = _CALL.match(str(spec))
     if not match:
         raise ConfigError(
