@@ -13,22 +13,79 @@ from pathlib import Path
 import pytest
 import torch
 
-from _train_helpers import single_thread  # noqa: F401 (autouse fixture)
-from cnnlab.errors import CheckpointError
+from _train_helpers import make_trainer, single_thread  # noqa: F401 (autouse fixture)
+from cnnlab.errors import CheckpointError, OutputError
 from cnnlab.train.checkpoint import atomic_write, load_checkpoint, save_checkpoint
 
 HELPER = Path(__file__).with_name("_train_helpers.py")
 
 
+def _state() -> dict:
+    """A real Trainer.state_dict() after one epoch."""
+    trainer = make_trainer(epochs=1, n=64)
+    trainer.fit(1)
+    return trainer.state_dict()
+
+
 def test_round_trip_is_weights_only_loadable(tmp_path):
-    state = {"model": {"w": torch.arange(6.0).reshape(2, 3)}, "epoch": 3, "history": [{"lr": 0.1, "v": None}],
-             "rng": torch.get_rng_state(), "name": "x", "pair": (1, 2.5)}
+    state = {**_state(), "name": "x", "pair": (1, 2.5)}
     path = save_checkpoint(tmp_path / "checkpoint.pt", state)
     raw = torch.load(path, weights_only=True)  # no pickle of arbitrary objects inside
     assert raw["format"] == "cnnlab-checkpoint"
     back = load_checkpoint(tmp_path)  # a run directory works too
-    assert torch.equal(back["model"]["w"], state["model"]["w"]) and back["history"] == state["history"]
-    assert back["pair"] == (1, 2.5) and torch.equal(back["rng"], state["rng"])
+    assert torch.equal(back["model"]["fc2.weight"], state["model"]["fc2.weight"])
+    assert back["history"] == state["history"] and back["epoch"] == 1
+    assert back["pair"] == (1, 2.5) and torch.equal(back["rng"]["torch"], state["rng"]["torch"])
+
+
+@pytest.mark.parametrize("change, says", [
+    (lambda s: {}, "lacks the training state's 'model'"),
+    (lambda s: {k: v for k, v in s.items() if k != "rng"}, "lacks the training state's 'rng'"),
+    (lambda s: {**s, "epoch": "one"}, "has a str as its epoch"),
+    (lambda s: {**s, "epoch": -1}, "has epoch -1, below 0"),
+    (lambda s: {**s, "scheduler": [1]}, "has a list as its scheduler"),
+    (lambda s: {**s, "partial": {}}, "lacks the training state's 'loss_sum'"),
+    (lambda s: {**s, "history": [3]}, "has a history row that is not"),
+    (lambda s: [1, 2], "holds a list where the training state should be"),
+])
+def test_forged_state_is_a_checkpoint_error(tmp_path, change, says):
+    torch.save({"format": "cnnlab-checkpoint", "version": 1, "state": change(_state())}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=rf"checkpoint .*checkpoint.pt {says}.*restart the run without --resume"):
+        load_checkpoint(tmp_path)
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_unsafe_pickle_is_refused_for_safety_not_called_corrupt(tmp_path):
+    for name, payload in {"code.pt": {"x": _RunsCode()}, "class.pt": {"opt": torch.optim.SGD}}.items():
+        torch.save(payload, tmp_path / name)
+        with pytest.raises(CheckpointError, match=rf"{name} holds code or objects that are not weights, so it "
+                                                  r"was refused for safety"):
+            load_checkpoint(tmp_path / name)
+
+
+def _full_disk(tmp_path) -> Path:
+    """A 64 KiB tmpfs under tmp_path (skips where mounting is not permitted); unmounted afterwards."""
+    place = tmp_path / "tiny"
+    place.mkdir()
+    if sys.platform != "linux" or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(place)],
+                                                 capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs is not permitted here")
+    return place
+
+
+def test_full_disk_while_saving_is_an_output_error(tmp_path):
+    place = _full_disk(tmp_path)
+    try:
+        with pytest.raises(OutputError, match=r"cannot write .*checkpoint.pt \(No space left on device\); "
+                                              r"free some space"):
+            save_checkpoint(place / "checkpoint.pt", {"w": torch.randn(100_000)})  # 400 KB
+        assert list(place.iterdir()) == []  # no temporary left filling the disk
+    finally:
+        subprocess.run(["umount", str(place)], check=True)
 
 
 def test_missing_checkpoint_and_missing_run(tmp_path):
@@ -49,9 +106,6 @@ def test_corrupt_truncated_and_foreign_files_name_the_file(tmp_path):
     torch.save({"w": torch.zeros(2)}, tmp_path / "plain.pt")  # a torch file, but not ours
     with pytest.raises(CheckpointError, match=r"plain.pt is not a cnnlab checkpoint"):
         load_checkpoint(tmp_path / "plain.pt")
-    torch.save({"opt": torch.optim.SGD}, tmp_path / "pickle.pt")  # needs a global: refused by weights_only
-    with pytest.raises(CheckpointError, match="pickle.pt is corrupt"):
-        load_checkpoint(tmp_path / "pickle.pt")
     torch.save({"format": "cnnlab-checkpoint", "version": 99, "state": {}}, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="version 99.*upgrade cnnlab"):
         load_checkpoint(tmp_path / "future.pt")
@@ -70,7 +124,9 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
         atomic_write(target, half_then_crash)
     assert target.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
-    (tmp_path / ".checkpoint.pt.stale.tmp").write_bytes(b"left by a killed writer")
+    stale = tmp_path / ".checkpoint.pt.stale.tmp"  # left by a killed writer, long ago
+    stale.write_bytes(b"left by a killed writer")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
     save_checkpoint(target, {"epoch": 2})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 

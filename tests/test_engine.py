@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from _train_helpers import FakeBatches, TinyCNN, make_trainer, single_thread, tiny_data  # noqa: F401 (fixture)
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.errors import CheckpointError, ConfigError, TrainingError
 from cnnlab.train.callbacks import (Callback, CheckpointCallback, CSVHistory, EarlyStopping, ReduceLROnPlateau,
                                     TensorBoard)
 from cnnlab.train.checkpoint import load_checkpoint
@@ -99,6 +99,34 @@ def test_ctrl_c_mid_epoch_saves_and_resume_is_bitwise_identical(tmp_path):
     resumed.fit(4)
     assert_same_weights(weights(straight), weights(resumed))
     assert strip_seconds(straight.history.rows) == strip_seconds(resumed.history.rows)
+
+
+def test_resume_with_another_optimizer_is_refused_before_a_step():
+    trainer = make_trainer(optimizer="adam", epochs=1, n=64)
+    trainer.fit(1)
+    state = trainer.state_dict()
+    assert state["optimizer_class"] == "Adam"
+    with pytest.raises(ConfigError, match=r"the checkpoint was trained with Adam, but this run's optimizer is "
+                                          r"SGD: put the optimizer in config.json back, or start a new run"):
+        make_trainer(optimizer="sgd", epochs=2, n=64).load_state_dict(state)
+    del state["optimizer_class"]  # a checkpoint written before the class was recorded
+    with pytest.raises(ConfigError, match="trained with another optimizer, but this run's optimizer is SGD"):
+        make_trainer(optimizer="sgd", epochs=2, n=64).load_state_dict(state)
+    same = make_trainer(optimizer="adam", epochs=2, n=64)
+    same.load_state_dict(state)  # the same optimizer still resumes
+    same.fit(2)
+
+
+def test_weights_of_another_model_name_the_first_keys_and_count_the_rest():
+    trainer = make_trainer(epochs=1, n=64)
+    state = trainer.state_dict()
+    with pytest.raises(CheckpointError, match=r"\(other shapes: fc1.weight \(16, 256\) saved, \(32, 256\) here, "
+                                              r"fc1.bias \(16,\) saved, \(32,\) here, fc2.weight .*\): it was saved by"):
+        make_trainer(hidden=32, epochs=1, n=64).load_state_dict(state)
+    state["model"] = {f"layer{i}.weight": torch.zeros(1) for i in range(5)}
+    with pytest.raises(CheckpointError, match=r"\(missing conv.weight, conv.bias, bn.weight and 8 more; unexpected "
+                                              r"layer0.weight, layer1.weight, layer2.weight and 2 more\): it was"):
+        make_trainer(epochs=1, n=64).load_state_dict(state)
 
 
 def test_same_seed_twice_gives_identical_weights_and_other_seed_differs():

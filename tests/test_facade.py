@@ -175,6 +175,37 @@ def test_save_and_load_model_and_predict_on_image_files(data, tmp_path):
     assert metrics["n_test"] == 1000 and (folder / "evaluate" / "fashion-mnist-mini" / "metrics.json").is_file()
 
 
+def test_a_loaded_model_gives_uint8_images_its_normalisation(data, tmp_path):
+    """A model trained on standardised images and saved with their mean and std predicts, evaluates
+    and trains on uint8 images after loading as it did on the standardised ones; floats stay as given."""
+    x, y, x_test, y_test = data
+    mean, std = [0.29], [0.35]
+    standard = lambda u: (u.float() / 255 - mean[0]) / std[0]  # noqa: E731 (as a CLI run feeds its model)
+    model = small_model()
+    model.compile()
+    model.fit(standard(x[:256]), y[:256], epochs=1, verbose=0)
+    loaded = cnnlab.load_model(model.save(tmp_path / "m", mean=mean, std=std))
+    assert (loaded.input_mean, loaded.input_std) == ((0.29,), (0.35,))
+    expect = model.predict(standard(x_test))
+    np.testing.assert_allclose(loaded.predict(x_test), expect, atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(standard(x_test)), expect, atol=1e-6)  # floats: as given
+    loaded.compile()
+    assert loaded.evaluate(x_test, y_test) == pytest.approx(model.evaluate(standard(x_test), y_test), abs=1e-6)
+    # saved again without mean and std, it keeps its own
+    again = cnnlab.load_model(loaded.save(tmp_path / "again"))
+    assert (again.input_mean, again.input_std) == ((0.29,), (0.35,))
+    # fit: uint8 images train it as the standardised floats do
+    again.compile()
+    again.fit(x[:128], y[:128], epochs=1, verbose=0)
+    loaded.fit(standard(x[:128]), y[:128], epochs=1, verbose=0)
+    for a, b in zip(again.parameters(), loaded.parameters()):
+        torch.testing.assert_close(a, b)
+    # a model trained on uint8 images (mean 0, std 1) round-trips exactly as before
+    plain = small_model()
+    back = cnnlab.load_model(plain.save(tmp_path / "plain"))
+    np.testing.assert_allclose(back.predict(x_test), plain.predict(x_test), atol=1e-6)
+
+
 def test_save_refuses_what_it_cannot_write(tmp_path):
     unbuilt = cnnlab.Sequential([Flatten(), Dense(10)])
     with pytest.raises(ConfigError, match="no input shape yet"):
@@ -182,8 +213,15 @@ def test_save_refuses_what_it_cannot_write(tmp_path):
     model = small_model()
     with pytest.raises(ConfigError, match="3 class names for a model with 10 outputs"):
         model.save(tmp_path / "m", classes=["a", "b", "c"])
-    with pytest.raises(ConfigError, match="one mean and one positive std per input channel"):
+    with pytest.raises(ConfigError, match=r"save needs std as one positive number per input channel \(1\)"):
         model.save(tmp_path / "m", mean=[0.5], std=[0.0])
+    # values that fail only when converted: refused before the weights are written
+    for kw, words in (({"mean": ["a"]}, r"mean as one number per input channel \(1\), got \['a'\]"),
+                      ({"mean": 0.5}, r"mean as one number per input channel \(1\), got 0.5"),
+                      ({"std": [float("nan")]}, r"std as one positive number"),
+                      ({"classes": 10}, r"classes as a list of 10 names, got 10")):
+        with pytest.raises(ConfigError, match=rf"save needs {words}"):
+            model.save(tmp_path / "m", **kw)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
         model.save(tmp_path / "file")

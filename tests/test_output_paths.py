@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -214,6 +217,55 @@ def test_save_figure_in_proc_gives_the_os_reason(path):
     with pytest.raises(OutputError) as info:
         save_figure(_figure(), path)
     assert "(No such file or directory)" in _one_sentence(info.value)
+
+
+# ---- atomic writes by two writers at once ----------------------------------------------------------
+
+def test_a_second_writer_leaves_the_first_writers_temporary_alone(tmp_path):
+    # the first writer (a thread of this process) is half-way through when another process writes the
+    # same file: the second must not remove the first's temporary, so both writes land, last one wins
+    target = tmp_path / "model.json"
+    started, go, failed = threading.Event(), threading.Event(), []
+
+    def slow(f):
+        f.write(b"first")
+        started.set()
+        go.wait(60)
+
+    def first():
+        try:
+            atomic.atomic_write(target, slow)
+        except Exception as exc:  # reported below, in the test's own thread
+            failed.append(exc)
+
+    writer = threading.Thread(target=first)
+    writer.start()
+    assert started.wait(60)
+    code = f"from cnnlab.atomic import write_text; write_text({str(target)!r}, 'second')"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    assert target.read_text() == "second"
+    go.set()
+    writer.join(60)
+    assert not failed, failed
+    assert target.read_text() == "first" and not _temporaries(tmp_path)
+
+
+def test_abandoned_temporaries_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    host = atomic._writer_tag().rpartition("-")[0]
+    names = {"dead": f".x.json.{host}-{dead.stdout.strip()}.abc.tmp",   # its writer has exited
+             "old": ".x.json.left_by_an_old_cnnlab.tmp",                # over an hour old
+             "alive": f".x.json.{atomic._writer_tag()}.def.tmp",        # this process writing
+             "elsewhere": ".x.json.otherhost-1.ghi.tmp",                # another host's, recent
+             "other-file": f".x.json.bak.{host}-{dead.stdout.strip()}.jkl.tmp"}  # x.json.bak's
+    for name in names.values():
+        (tmp_path / name).write_text("partial")
+    hour_ago = time.time() - 2 * 3600
+    os.utime(tmp_path / names["old"], (hour_ago, hour_ago))
+    atomic.write_text(tmp_path / "x.json", "{}")
+    left = {p.name for p in _temporaries(tmp_path)}
+    assert left == {names["alive"], names["elsewhere"], names["other-file"]}
 
 
 # ---- end to end: `cnnlab train --out ...` ----------------------------------------------------------

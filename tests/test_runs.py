@@ -143,8 +143,8 @@ def test_load_run_errors_name_the_path_and_the_fix(tmp_path):
     (run / runs.WEIGHTS).write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match=r"model.safetensors cannot be read"):
         runs.load_run(run)
-    (run / "model.json").write_text(json.dumps({"spec": {"keras": 1}, "classes": [], "input_shape": [1],
-                                                "mean": [], "std": []}))
+    (run / "model.json").write_text(json.dumps({"spec": {"keras": 1}, "classes": ["a"], "input_shape": [1, 8, 8],
+                                                "mean": [0], "std": [1]}))
     with pytest.raises(CheckpointError, match="neither"):
         runs.load_run(run)
 
@@ -166,3 +166,59 @@ def test_an_ensemble_folder_points_at_its_members(tmp_path):
     (tmp_path / "member-1").mkdir()
     with pytest.raises(CheckpointError, match=r"is an ensemble of runs, not one run: pass one of its members"):
         runs.load_run(tmp_path)
+
+
+@pytest.mark.parametrize("edit, words", [
+    ({"input_shape": "1x28x28"}, r"input_shape must be 3 positive whole numbers \(C, H, W\), not \"1x28x28\""),
+    ({"input_shape": [1, 8, 8.5]}, r"input_shape must be 3 positive whole numbers"),
+    ({"mean": 0.5}, r"mean must be a list of numbers, one per channel, not 0.5"),
+    ({"std": ["a"]}, r"std must be a list of positive numbers, one per channel, not \[\"a\"\]"),
+    ({"std": [0.0]}, r"std must be a list of positive numbers"),  # predict would print nan
+    ({"data_size": [28]}, r"data_size must be 2 positive whole numbers \(H, W\), not \[28\]"),
+    ({"classes": "abc"}, r"classes must be a list of class names"),
+    ({"spec": "seed-cnn"}, r"spec must be a JSON object"),
+])
+def test_a_hand_edited_model_json_names_the_field(tmp_path, edit, words):
+    model = _sequential()
+    _write_run(tmp_path, model, {"sequential": model.to_config()})
+    good = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**good, **edit}))
+    with pytest.raises(CheckpointError, match=rf"model.json {words}.*: the file was edited or damaged; restore it"):
+        runs.load_run(tmp_path)
+    (tmp_path / "model.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match=r"model.json is not a JSON object"):
+        runs.load_run(tmp_path)
+
+
+def test_a_damaged_history_csv_is_a_checkpoint_error_read_only_when_asked_for(tmp_path):
+    model = _sequential()
+    _write_run(tmp_path, model, {"sequential": model.to_config()})
+    lines = (tmp_path / "history.csv").read_text().splitlines()
+    for bad in ("1,abc,0.4,,,0.001,2.0", "1,1.5", "1,1.5,0.4,,,0.001,2.0,9"):
+        (tmp_path / "history.csv").write_text("\n".join([lines[0], lines[1], bad]) + "\n")
+        run = runs.load_run(tmp_path)  # the model loads: predicting needs no history
+        with pytest.raises(CheckpointError, match=r"history.csv, line 3, is not a row of numbers under the header"):
+            run.history
+
+
+def test_metrics_json_that_is_not_an_object_is_a_checkpoint_error(tmp_path):
+    model = _sequential()
+    _write_run(tmp_path, model, {"sequential": model.to_config()})
+    (tmp_path / "metrics.json").write_text("[]")
+    with pytest.raises(CheckpointError, match=r"metrics.json is not a JSON object of figures .*cnnlab evaluate"):
+        runs.load_run(tmp_path)
+    assert runs.read_metrics(tmp_path / "nowhere") is None
+
+
+def test_one_layer_used_twice_is_tied_again_after_loading(tmp_path):
+    model_mod = pytest.importorskip("cnnlab.model")
+    layers = pytest.importorskip("cnnlab.layers")
+    torch.manual_seed(0)
+    dense = layers.Dense(4, activation="relu")
+    model = model_mod.Sequential([layers.Flatten(), dense, dense, layers.Dense(3)], input_shape=(1, 2, 2))
+    model.save(tmp_path, classes=["a", "b", "c"])
+    back = runs.load_model(tmp_path)
+    assert back[1].linear.weight is back[2].linear.weight and back[1].linear.bias is back[2].linear.bias
+    assert sum(p.numel() for p in back.parameters()) == sum(p.numel() for p in model.parameters())
+    x = torch.randn(2, 1, 2, 2)
+    assert torch.equal(back(x), model.eval()(x))

@@ -14,8 +14,11 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
+import socket
 import stat
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
@@ -108,12 +111,48 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
+# a temporary older than this is abandoned whoever wrote it (one whose writer is known to be dead
+# goes at once): no file cnnlab writes takes an hour
+_STALE_SECONDS = 3600
+
+
+def _writer_tag() -> str:
+    """This process as '<host>-<pid>', put in its temporaries' names so others can tell if it still runs."""
+    return f"{re.sub(r'[^A-Za-z0-9_]+', '_', socket.gethostname())}-{os.getpid()}"
+
+
+def _is_running(pid: int) -> bool:
+    """Whether process pid lives on this host (signal 0 only checks; Windows has no such probe: True)."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it runs, as another user
+        return True
+    return True
+
+
+def _is_abandoned(tmp: Path, prefix: str) -> bool:
+    """True for a temporary whose writer died (its pid, on this host, runs no more) or that is over an hour
+    old; a live writer's file, here or on another host sharing the folder, is left alone."""
+    found = re.fullmatch(r"(.+)-(\d+)\.[^.]+\.tmp", tmp.name[len(prefix):])
+    if found and found[1] == _writer_tag().rpartition("-")[0]:
+        return not _is_running(int(found[2]))
+    try:
+        return time.time() - tmp.stat().st_mtime > _STALE_SECONDS
+    except OSError:
+        return False
+
+
 def _remove_stale(folder: Path, prefix: str) -> None:
-    """Remove leftover temporaries of writers killed mid-write (best effort: a folder that can be written
+    """Remove abandoned temporaries of writers killed mid-write (best effort: a folder that can be written
     but not listed still takes the new file)."""
     try:
-        for stale in folder.glob(f"{prefix}*.tmp"):
-            stale.unlink(missing_ok=True)
+        for tmp in folder.glob(f"{prefix}*.tmp"):
+            if _is_abandoned(tmp, prefix):
+                tmp.unlink(missing_ok=True)
     except OSError:
         pass
 
@@ -121,7 +160,8 @@ def _remove_stale(folder: Path, prefix: str) -> None:
 def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -> Path:
     """Write a file via a temporary one in the same folder: flush, fsync, os.replace, fsync the folder.
 
-    Leftover temporaries of writers killed mid-write are removed first; a failed write removes its own.
+    Leftover temporaries of writers killed mid-write are removed first (not those of another writer of the
+    same file still at work); a failed write removes its own.
 
     Args:
         path: the destination file; its folder is created if missing.
@@ -138,7 +178,7 @@ def atomic_write(path: str | Path, write: Callable[[io.BufferedWriter], None]) -
     prefix = f".{path.name}."
     _remove_stale(folder, prefix)
     with _writing(path):
-        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{_writer_tag()}.", suffix=".tmp", dir=folder)
     f = os.fdopen(fd, "wb")
     try:
         umask = os.umask(0)

@@ -7,12 +7,15 @@ Mixed into Sequential, so the lecture's code reads the same in cnnlab:
     history.history["val_accuracy"]
 
 Inputs are (N, C, H, W) arrays or tensors: uint8 images are scaled to [0, 1] (the lecture's
-`astype("float32") / 255`), floats are used as given. Labels are class indices (N,) or one-hot
-(N, K) as `categorical_crossentropy` expects.
+`astype("float32") / 255`), floats are used as given. A model loaded from a run or a save folder
+(cnnlab.load_model) carries the normalisation it was trained with, input_mean and input_std, and
+gives uint8 images that too, ((x / 255) - mean) / std, so it predicts as the run did. Labels are
+class indices (N,) or one-hot (N, K) as `categorical_crossentropy` expects.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,17 +34,39 @@ from cnnlab.outputs import as_logits, ends_in_softmax
 _LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "crossentropy")
 
 
-def _as_tensor(x: Any, what: str) -> torch.Tensor:
+def _as_tensor(x: Any, what: str, model: nn.Module | None = None) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
     if what == "x":
         if t.dtype == torch.uint8:
-            return t.float() / 255.0
+            return _normalise(model, t.float() / 255.0)
         if not t.is_floating_point():
             raise ConfigError(f"x must be uint8 images or floats, got {t.dtype}: convert with .float()")
         return t.float()
     if t.ndim == 2 and t.shape[1] == 1:  # (N, 1) indices, as keras.datasets.cifar10 gives them
         t = t.reshape(-1)
     return t.float() if t.ndim == 2 else t.long()  # one-hot (N, K) as probabilities, else indices
+
+
+def _normalise(model: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / std per channel of x (N, C, H, W) in [0, 1], by the input_mean and input_std a loaded
+    model carries (runs.load_run); x itself for a model without them, or a shape _check_images refuses."""
+    mean, std = getattr(model, "input_mean", None), getattr(model, "input_std", None)
+    if mean is None or std is None or x.dim() != 4 or x.shape[1] != len(mean):
+        return x
+    mean, std = (torch.tensor(v, device=x.device).view(-1, 1, 1) for v in (mean, std))  # (C, 1, 1)
+    return (x - mean) / std
+
+
+def _per_channel(name: str, values: Any, channels: int, positive: bool) -> list[float]:
+    """values as one finite float per channel (positive ones for a std); ConfigError otherwise."""
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError):
+        floats = []
+    if len(floats) != channels or not all(math.isfinite(v) and (v > 0 or not positive) for v in floats):
+        kind = "positive number" if positive else "number"
+        raise ConfigError(f"save needs {name} as one {kind} per input channel ({channels}), got {values!r}")
+    return floats
 
 
 def _check_labels(model, y: torch.Tensor, what: str) -> None:
@@ -198,7 +223,7 @@ class KerasFacade:
         if not 0 <= initial_epoch <= epochs:
             raise ConfigError(f"fit needs 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch} and "
                               f"epochs={epochs}: epochs is the epoch to train up to, as in Keras")
-        x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+        x, y = _as_tensor(x, "x", self), _as_tensor(y, "y")
         self._need_compile("fit", x)
         _check_images(self, x, "fit")
         _check_labels(self, y, "fit")
@@ -210,7 +235,7 @@ class KerasFacade:
         train_b = _ArrayBatches(x, y, batch_size, shuffle, seed, self._device)
         val_b = None
         if validation_data is not None:
-            x_val, y_val = _as_tensor(validation_data[0], "x"), _as_tensor(validation_data[1], "y")
+            x_val, y_val = _as_tensor(validation_data[0], "x", self), _as_tensor(validation_data[1], "y")
             _check_images(self, x_val, "fit's validation_data")
             _check_labels(self, y_val, "fit's validation_data")
             val_b = _ArrayBatches(x_val, y_val, 1024, False, seed, self._device)
@@ -229,7 +254,7 @@ class KerasFacade:
         """(loss, accuracy) on (x, y), as Keras's model.evaluate with metrics=['accuracy']."""
         from cnnlab.train.engine import Trainer
 
-        x, y = _as_tensor(x, "x"), _as_tensor(y, "y")
+        x, y = _as_tensor(x, "x", self), _as_tensor(y, "y")
         self._need_compile("evaluate", x)
         _check_images(self, x, "evaluate")
         _check_labels(self, y, "evaluate")
@@ -249,8 +274,11 @@ class KerasFacade:
             path: the folder (created if needed; its model.json and model.safetensors are replaced).
             classes: class names in label order (default "0", "1", ...).
             mean, std: per channel, the normalisation of x / 255 the model was trained with: the
-                default (0 and 1) is what fit() does with uint8 images; give yours if you fed it
-                standardised floats, so predict on image files feeds it the same.
+                default is the one a loaded model carries (input_mean, input_std), else 0 and 1,
+                what fit() does with uint8 images; give yours if you fed it standardised floats, so
+                predict on image files, and the loaded model on uint8 images, feed it the same.
+
+        Weights tied by using one layer twice are stored once and tied again on loading.
 
         Returns:
             The folder's Path.
@@ -260,16 +288,18 @@ class KerasFacade:
         if not getattr(self, "built", False):
             raise ConfigError("the model has no input shape yet, so it cannot be saved: give Sequential "
                               "input_shape=(C, H, W) or call it on a batch first")
+        # everything is checked and converted before the first file is written
         channels, k = self.input_shape[0], self.output_shape[0]
-        classes = [str(i) for i in range(k)] if classes is None else [str(c) for c in classes]
+        try:
+            classes = [str(i) for i in range(k)] if classes is None else [str(c) for c in classes]
+        except TypeError:
+            raise ConfigError(f"save needs classes as a list of {k} names, got {classes!r}") from None
         if len(classes) != k:
             raise ConfigError(f"save got {len(classes)} class names for a model with {k} outputs: "
                               "give one name per output")
-        mean = [0.0] * channels if mean is None else list(mean)
-        std = [1.0] * channels if std is None else list(std)
-        if len(mean) != channels or len(std) != channels or not all(s > 0 for s in std):
-            raise ConfigError(f"save needs one mean and one positive std per input channel ({channels}), "
-                              f"got mean {mean} and std {std}")
+        mean = (getattr(self, "input_mean", None) or [0.0] * channels) if mean is None else mean
+        std = (getattr(self, "input_std", None) or [1.0] * channels) if std is None else std
+        mean, std = _per_channel("mean", mean, channels, False), _per_channel("std", std, channels, True)
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ConfigError(f"{path} is a file; save writes a folder: give a folder name")
@@ -281,7 +311,7 @@ class KerasFacade:
     def predict(self, x, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities (N, K) as a NumPy array, as Keras's model.predict: the softmax of the
         logits, or the model's own output when it ends in softmax."""
-        x = _as_tensor(x, "x")
+        x = _as_tensor(x, "x", self)
         if getattr(self, "built", True) is False:  # no input_shape given: built from x's shape
             self.build(tuple(x.shape[1:]))
         device = getattr(self, "_device", None) or next(self.parameters(), x).device

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -106,15 +107,36 @@ def read_config(run_dir: str | Path) -> dict:
 
 
 def read_history(path: str | Path) -> list[dict]:
-    """history.csv rows as dicts: epoch int, figures float, empty cells None; [] if the file is absent."""
+    """history.csv rows as dicts: epoch int, figures float, empty cells None; [] if the file is absent.
+
+    Raises:
+        CheckpointError: a cell is not a number, or a row has more or fewer cells than the header.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    rows = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            rows.append({k: (int(v) if k == "epoch" else float(v) if v != "" else None) for k, v in row.items()})
+    rows, line = [], 1
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            for line, row in enumerate(csv.DictReader(f), start=2):  # line 1 is the header
+                rows.append({k: (int(v) if k == "epoch" else float(v) if v != "" else None)
+                             for k, v in row.items()})
+    except (ValueError, TypeError, UnicodeDecodeError, csv.Error):  # TypeError: a cell short (None) or over (list)
+        raise CheckpointError(f"{path}, line {line}, is not a row of numbers under the header: the file was "
+                              "edited or damaged; restore it or delete it (it only holds the learning curves)") from None
     return rows
+
+
+def read_metrics(run_dir: str | Path) -> dict | None:
+    """The run's metrics.json as a dict; None when the run has none yet."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = read_json(path)
+    if not isinstance(metrics, dict):
+        raise CheckpointError(f"{path} is not a JSON object of figures ({{...}}): the file was edited or "
+                              f"damaged; restore it, or delete it and run `cnnlab evaluate {run_dir}`")
+    return metrics
 
 
 def save_model_json(run_dir: str | Path, spec: dict, classes: Sequence[str], input_shape: Sequence[int],
@@ -188,6 +210,22 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
         first = str(e).strip().splitlines()[1:2] or [str(e)[:200]]
         raise CheckpointError(f"the weights in {path} do not fit the model described by model.json "
                               f"({first[0].strip()}): both files must come from the same run") from None
+    _tie(inner, tied)
+
+
+def _tie(model: nn.Module, tied: dict[str, str]) -> None:
+    """Make each dropped name hold its kept tensor itself, not a copy, so weights tied when saved (one
+    layer used twice in a Sequential, which model.json lists twice) are tied again."""
+    for dropped, kept in tied.items():
+        owner, _, attr = dropped.rpartition(".")
+        try:
+            module = model.get_submodule(owner)
+            if attr in module._parameters:
+                setattr(module, attr, model.get_parameter(kept))
+            elif attr in module._buffers:
+                module._buffers[attr] = model.get_buffer(kept)
+        except AttributeError:  # a parameter tied to a buffer, or a name that is gone: the values are equal anyway
+            continue
 
 
 @dataclass
@@ -201,7 +239,6 @@ class Run:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     config: dict
-    history: list[dict]
     metrics: dict | None
     data_size: tuple[int, int] | None = None  # (H, W) of the training images before conversion
 
@@ -209,6 +246,11 @@ class Run:
     def complete(self) -> bool:
         """Whether training finished (metrics.json written, no run.incomplete marker)."""
         return is_complete(self.path)
+
+    @property
+    def history(self) -> list[dict]:
+        """history.csv's rows, read when asked for (predicting needs none, so a damaged file does not stop it)."""
+        return read_history(self.path / "history.csv")
 
 
 def build_from_spec(spec: dict, input_shape: Sequence[int] | None = None) -> nn.Module:
@@ -247,6 +289,45 @@ def _check_model_json(model: nn.Module, info: dict, where: Path) -> None:
                               f"{shape[0]} input channels: the file was edited or damaged; restore it")
 
 
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# model.json's fields: name -> (check, what it must be)
+_FIELDS = {
+    "spec": (lambda v: isinstance(v, dict), "a JSON object ({\"zoo\": ...} or {\"sequential\": ...})"),
+    "classes": (lambda v: isinstance(v, list) and len(v) > 0 and all(isinstance(c, str) for c in v),
+                "a list of class names"),
+    "input_shape": (lambda v: isinstance(v, list) and len(v) == 3 and all(map(_whole, v)),
+                    "3 positive whole numbers (C, H, W)"),
+    "mean": (lambda v: isinstance(v, list) and all(map(_number, v)), "a list of numbers, one per channel"),
+    "std": (lambda v: isinstance(v, list) and all(_number(x) and x > 0 for x in v),
+            "a list of positive numbers, one per channel"),
+    "data_size": (lambda v: v is None or isinstance(v, list) and len(v) == 2 and all(map(_whole, v)),
+                  "2 positive whole numbers (H, W)"),  # optional: written for converted datasets only
+}
+
+
+def _check_fields(info: Any, where: Path) -> None:
+    """CheckpointError naming the field when model.json lacks one or holds a value of the wrong kind (a
+    hand-edited file would otherwise fail with a TypeError, or predict NaN from a zero std)."""
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{where} is not a JSON object: the file is damaged or not from cnnlab")
+    missing = [k for k in _FIELDS if k not in info and k != "data_size"]
+    if missing:
+        raise CheckpointError(f"{where} lacks '{missing[0]}': the file is damaged or not from cnnlab")
+    for key, (ok, what) in _FIELDS.items():
+        if not ok(info.get(key)):
+            shown = json.dumps(info.get(key))
+            shown = shown if len(shown) <= 60 else shown[:56] + " ..."
+            raise CheckpointError(f"{where} {key} must be {what}, not {shown}: the file was edited or "
+                                  f"damaged; restore it")
+
+
 def load_run(path: str | Path) -> Run:
     """Load a run directory: model with its weights, classes, normalisation, config, history, metrics.
 
@@ -265,24 +346,24 @@ def load_run(path: str | Path) -> Run:
     if not (path / WEIGHTS).exists():
         raise CheckpointError(f"no {WEIGHTS} in {path}: the run has not finished; continue it with "
                               f"`cnnlab train --resume {path}`")
-    missing = [k for k in ("spec", "classes", "input_shape", "mean", "std") if k not in info]
-    if missing:
-        raise CheckpointError(f"{path / 'model.json'} lacks '{missing[0]}': the file is damaged or not from cnnlab")
+    _check_fields(info, path / "model.json")
     model = build_from_spec(info["spec"], info["input_shape"])
     load_weights(model, path / WEIGHTS)
     model.eval()
     _check_model_json(model, info, path / "model.json")
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else None
+    # the normalisation of x / 255 it was trained with: model.predict / evaluate / fit apply it to uint8 images
+    model.input_mean, model.input_std = tuple(info["mean"]), tuple(info["std"])
     config = read_config(path) if (path / "config.json").exists() else {}
     return Run(path=path, model=model, classes=list(info["classes"]), input_shape=tuple(info["input_shape"]),
-               mean=tuple(info["mean"]), std=tuple(info["std"]), config=config,
-               history=read_history(path / "history.csv"), metrics=metrics,
+               mean=tuple(info["mean"]), std=tuple(info["std"]), config=config, metrics=read_metrics(path),
                data_size=tuple(info["data_size"]) if info.get("data_size") else None)
 
 
 def load_model(path: str | Path) -> nn.Module:
     """The model a run directory or a `model.save(path)` folder holds, with its weights, in eval mode.
 
-    Compile it again before fitting it further (the optimizer's state is not in the folder).
+    It predicts as the run did: model.predict / evaluate / fit give uint8 images the run's normalisation,
+    ((x / 255) - mean) / std, kept as model.input_mean and model.input_std; floats are taken as already
+    normalised. Compile it again before fitting it further (the optimizer's state is not in the folder).
     """
     return load_run(path).model

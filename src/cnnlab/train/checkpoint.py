@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,20 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 
     Args:
         path: the checkpoint file (usually RUN/checkpoint.pt).
-        state: e.g. Trainer.state_dict(), plus anything JSON-like the caller adds.
+        state: Trainer.state_dict(), plus anything JSON-like the caller adds.
     """
     payload = {"format": _FORMAT, "version": _VERSION, "state": state}
-    return atomic_write(path, lambda f: torch.save(payload, f))
+    # serialised in memory first: torch's zip writer turns a full disk into a RuntimeError
+    # ("unexpected pos ..."), while a plain write of the bytes raises OSError(ENOSPC) -> OutputError
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    data = buf.getbuffer()
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with torch.load(weights_only=True); every failure is a CheckpointError.
+    """Load a checkpoint with torch.load(weights_only=True) and check it holds a Trainer.state_dict();
+    every failure is a CheckpointError.
 
     Args:
         path: the checkpoint file, or a run directory holding checkpoint.pt.
@@ -45,6 +52,11 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... depending on the damage
+        # weights_only refuses a pickle that names classes or functions (it could run code on loading);
+        # random damage reads as an unsupported operand instead
+        if any(m in str(e) for m in ("Unsupported global", "unrecognized function")):
+            raise CheckpointError(f"checkpoint {path} holds code or objects that are not weights, so it was "
+                                  f"refused for safety: resume only from checkpoints `cnnlab train` wrote") from None
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}): "
                               f"restart the run without --resume or restore the file from a backup") from None
     if not (isinstance(payload, dict) and payload.get("format") == _FORMAT and "state" in payload):
@@ -53,4 +65,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if payload.get("version", 0) > _VERSION:
         raise CheckpointError(f"checkpoint {path} has format version {payload['version']}, newer than this "
                               f"cnnlab understands ({_VERSION}): upgrade cnnlab")
+    _check_state(payload["state"], path)
     return payload["state"]
+
+
+# what Trainer.state_dict() holds, and what resuming reads at once: key -> allowed types
+_STATE = {"model": (dict,), "optimizer": (dict,), "scheduler": (dict, type(None)), "ema": (dict, type(None)),
+          "epoch": (int,), "step_in_epoch": (int,), "global_step": (int,), "partial": (dict,),
+          "history": (list,), "rng": (dict,), "callbacks": (dict,)}
+_PARTIAL = ("loss_sum", "correct", "count", "seconds", "lr")
+_RNG = ("torch", "numpy", "python")
+
+
+def _check_state(state: Any, path: Path) -> None:
+    """CheckpointError unless state has every field of Trainer.state_dict() with its type (a forged or
+    damaged file would otherwise fail with a KeyError or TypeError deep inside the resume)."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} {what}: the file is damaged or was not written by "
+                               f"`cnnlab train`; restart the run without --resume")
+
+    if not isinstance(state, dict):
+        raise bad(f"holds a {type(state).__name__} where the training state should be")
+    for key, types in _STATE.items():
+        if key not in state:
+            raise bad(f"lacks the training state's '{key}'")
+        value = state[key]
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise bad(f"has a {type(value).__name__} as its {key}")
+        if types == (int,) and value < 0:
+            raise bad(f"has {key} {value}, below 0")
+    lacking = [k for k in _PARTIAL if k not in state["partial"]] + [k for k in _RNG if k not in state["rng"]]
+    if lacking:
+        raise bad(f"lacks the training state's '{lacking[0]}'")
+    if not all(isinstance(row, dict) and "epoch" in row for row in state["history"]):
+        raise bad("has a history row that is not an epoch's figures")
