@@ -141,3 +141,10 @@ def test_write_metrics_files_agree_with_the_predictions(tmp_path):
 def test_write_metrics_rejects_mismatched_shapes(tmp_path):
     with pytest.raises(DataFormatError, match="must agree"):
         write_metrics(tmp_path, torch.ones(4, 2) / 2, torch.zeros(4), CLASSES)
+
+
+def test_write_metrics_replaces_an_old_file_that_is_not_an_object(tmp_path):
+    (tmp_path / "metrics.json").write_text("[1, 2]")
+    probs, y = torch.tensor([[0.9, 0.05, 0.05]]), torch.tensor([0])
+    write_metrics(tmp_path, probs, y, CLASSES)
+    assert json.loads((tmp_path / "metrics.json").read_text())["n_test"] == 1

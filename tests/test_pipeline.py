@@ -371,3 +371,10 @@ def test_a_finished_run_given_more_epochs_by_hand_is_not_said_to_have_stopped_ea
         pipeline.resume(first.run_dir)
     assert "already finished (1 epochs, config.json now says 3 epochs)" in caplog.text
     assert "stopped early" not in caplog.text
+
+
+def test_resuming_a_finished_run_whose_metrics_json_is_not_an_object_says_so(tmp_path):
+    first = pipeline.train(TrainConfig(epochs=1, batch_size=256, out=str(tmp_path)))
+    (first.run_dir / "metrics.json").write_text("[]")
+    with pytest.raises(CheckpointError, match="is not a JSON object of figures"):
+        pipeline.resume(first.run_dir)

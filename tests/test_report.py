@@ -161,3 +161,10 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     if keep:  # CI can keep the screenshot to look at
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, Path(keep) / "report.png")
+
+
+def test_metrics_json_that_is_not_an_object_is_a_clear_error(tmp_path):
+    run_dir, _, _ = make_run(tmp_path)
+    (run_dir / "metrics.json").write_text("[]")
+    with pytest.raises(DataFormatError, match=r"metrics.json is not a JSON object"):
+        write_report(run_dir)

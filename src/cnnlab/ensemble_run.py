@@ -48,7 +48,7 @@ def resume_ensemble(root: str | Path, *, callbacks: Sequence[Any] = (), epochs: 
         log.warning("%s already finished (%d members combined); nothing to resume: pass --epochs N "
                     "to train its members further", root, cfg.ensemble)
         return pipeline.TrainResult(root, pipeline.History(runs.read_history(
-            root / "member-1" / "history.csv")), runs.read_json(root / "metrics.json"))
+            root / "member-1" / "history.csv")), runs.read_metrics(root))
     if epochs is not None:
         cfg = cfg.replace(epochs=epochs)
         runs.write_json(root / "config.json", {**saved, "epochs": epochs})

@@ -245,6 +245,8 @@ def write_metrics(run_dir, probs, y, classes: Sequence[str], *, tta: str | None 
             merged = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             merged = {}  # an unreadable old file is replaced, not trusted
+        if not isinstance(merged, dict):
+            merged = {}  # nor is one that is not an object of figures
     merged.update(metrics)
     write_text(path, json.dumps(merged, indent=2) + "\n")
     write_text(run_dir / "confusion.csv", confusion_csv(cm, classes))

@@ -350,7 +350,7 @@ def resume(run_dir: str | Path, *, callbacks: Sequence[Any] = (), epochs: int | 
                 how = f"config.json now says {cfg.epochs} epochs"
             log.warning("%s already finished (%d epochs, %s); nothing to resume: pass --epochs N with N "
                         "above %d to train it further", run_dir, done, how, done)
-        return TrainResult(run_dir, History(state["history"]), runs.read_json(run_dir / "metrics.json"))
+        return TrainResult(run_dir, History(state["history"]), runs.read_metrics(run_dir))
     if epochs is not None and epochs != cfg.epochs and cfg.schedule == "onecycle":
         raise ConfigError(f"{run_dir} trains on a onecycle schedule, which is fixed to its "
                           f"{cfg.epochs} epochs' steps, so --epochs {epochs} cannot change it; leave "

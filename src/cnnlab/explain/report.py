@@ -37,10 +37,14 @@ def _read_json(path: Path) -> dict:
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        values = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataFormatError(f"{path} is not valid JSON ({e}); re-run `cnnlab evaluate` to "
                               "rewrite it.") from e
+    if not isinstance(values, dict):
+        raise DataFormatError(f"{path} is not a JSON object ({{...}}) as cnnlab writes it; re-run "
+                              "`cnnlab evaluate` to rewrite it.")
+    return values
 
 
 def _load_run(run_dir: Path):
