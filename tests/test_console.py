@@ -63,3 +63,51 @@ def test_the_trainers_total_and_its_reason_to_stop_early_are_shown():
 def test_epoch_line_skips_missing_validation():
     line = _format_epoch_line({**EPOCH, "val_loss": None, "val_acc": float("nan")}, 5)
     assert "val" not in line and line.startswith("epoch 1/5")
+
+
+def test_a_bar_left_mid_epoch_is_cleared_and_log_lines_pass_above_it(capsys):
+    import logging
+    import sys
+
+    import pytest
+
+    handler = logging.StreamHandler(sys.stderr)  # as the CLI's logging.basicConfig makes it
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with Progress(epochs=2, stream=sys.stderr, bar=True) as progress:
+                progress.on_epoch_begin(FakeTrainer(), {"epoch": 1})
+                progress.on_batch_end(FakeTrainer(), BATCH)
+                logging.getLogger("cnnlab.train.engine").warning("interrupt: finishing the current step")
+                raise KeyboardInterrupt
+    finally:
+        root.removeHandler(handler)
+    assert progress._tqdm is None  # closed on the way out: the terminal is left clean
+    text = capsys.readouterr().err
+    # the warning went through tqdm.write: the bar was cleared first, so it starts its own line
+    assert "\ninterrupt: finishing the current step\n" in text.replace("\r", "\n")
+
+
+def test_a_resumed_epoch_starts_the_bar_at_its_saved_step_and_members_are_labelled():
+    out = io.StringIO()
+    progress = Progress(epochs=5, stream=out, bar=True)
+    progress.label = "member 2/3"
+    progress.on_epoch_begin(FakeTrainer(), {"epoch": 5, "start_step": 32})
+    assert progress._tqdm.n == 32 and progress._tqdm.desc.startswith("member 2/3  epoch 5/5")
+    progress.on_epoch_end(FakeTrainer(), {**EPOCH, "epoch": 5})
+    assert "member 2/3  epoch 5/5  loss" in out.getvalue()
+
+
+def test_a_pty_without_a_width_gets_plain_lines():
+    import os
+    import pty
+
+    leader, follower = pty.openpty()  # a new pty reports 0 x 0 until someone sets its size
+    try:
+        with os.fdopen(follower, "w", closefd=False) as stream:
+            assert stream.isatty() and os.get_terminal_size(follower).columns == 0
+            assert Progress(epochs=1, stream=stream).bar is False
+    finally:
+        os.close(leader)
+        os.close(follower)

@@ -276,3 +276,21 @@ def test_the_filters_figure_says_what_it_leaves_out():
     fig = filters_figure(torch.randn(32, 16, 3, 3), title="conv")
     assert fig.get_suptitle() == "conv (32 x 16 x 3x3; first 16 of 32 filters, first 8 of 16 inputs)"
     assert filters_figure(torch.randn(8, 4, 3, 3), title="c").get_suptitle() == "c (8 x 4 x 3x3)"
+
+
+def test_one_epochs_curves_have_whole_epoch_ticks_and_true_percent_labels():
+    rows = [{"epoch": 1, "train_loss": 0.5, "train_acc": 0.8, "val_loss": 0.6, "val_acc": 0.775}]
+    fig = curves_figure(rows)
+    fig.canvas.draw()
+    ax_loss, ax_acc = fig.axes
+    assert all(float(t).is_integer() for t in ax_loss.get_xticks())  # not 0.96, 0.98, ...
+    for tick, label in zip(ax_acc.get_yticks(), ax_acc.get_yticklabels()):  # 77.50% sits at 0.775
+        assert float(label.get_text().rstrip("%")) == pytest.approx(tick * 100)
+
+
+def test_small_settings_read_as_written_and_small_values_are_not_zero():
+    from cnnlab.explain.html import fmt
+
+    assert fmt(3e-05, exact=True) == "3e-05" and fmt(0.99995, exact=True) == "0.99995"
+    assert fmt(3e-05) == "3.000e-05" and fmt(0.41234) == "0.4123" and fmt(0.0) == "0.0000"
+    assert fmt([0.5, 1e-4], exact=True) == "(0.5, 0.0001)"

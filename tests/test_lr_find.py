@@ -41,6 +41,7 @@ def test_suggestion_is_sane_and_the_model_is_restored():
         assert torch.equal(v, before[k]), k
     assert not model.training  # mode restored
     assert torch.equal(torch.rand(3), expected_draw)  # global RNG restored
+    assert all(p.grad is None for p in model.parameters())  # no stale gradients for a later loop
 
 
 def test_smoothing_is_a_bias_corrected_ema():

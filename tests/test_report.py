@@ -168,3 +168,11 @@ def test_metrics_json_that_is_not_an_object_is_a_clear_error(tmp_path):
     (run_dir / "metrics.json").write_text("[]")
     with pytest.raises(DataFormatError, match=r"metrics.json is not a JSON object"):
         write_report(run_dir)
+
+
+def test_settings_show_as_config_json_holds_them(tmp_path):
+    run_dir, _, _ = make_run(tmp_path)
+    config = json.loads((run_dir / "config.json").read_text())
+    (run_dir / "config.json").write_text(json.dumps({**config, "lr": 3e-05, "ema": 0.99995}))
+    text = _parse(write_report(run_dir).read_text(encoding="utf-8")).text
+    assert re.search(r"\blr\s+3e-05", text) and re.search(r"\bema\s+0\.99995", text)

@@ -33,5 +33,7 @@ def train_run(config: TrainConfig | None = None, *, verbose: bool = True, **sett
     from cnnlab import console, pipeline
 
     cfg = resolve_config({**(config.to_dict() if config else {}), **settings}, source="train_run()")
-    progress = [console.Progress(cfg.epochs)] if verbose else []
-    return pipeline.train(cfg, callbacks=progress)
+    if not verbose:
+        return pipeline.train(cfg)
+    with console.Progress(cfg.epochs) as progress:
+        return pipeline.train(cfg, callbacks=[progress])

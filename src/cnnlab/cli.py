@@ -119,14 +119,14 @@ def cmd_train(args) -> int:
             raise ConfigError(f"--resume continues a run with its own settings, so {', '.join(others)} "
                               f"cannot change it; drop {'it' if len(others) == 1 else 'them'} (only "
                               "--epochs may be given), or start a new run without --resume")
-        progress = console.Progress(epochs=args.epochs or 0, quiet=args.quiet)
-        result = pipeline.resume(args.resume, callbacks=[progress], epochs=args.epochs)
+        with console.Progress(epochs=args.epochs or 0, quiet=args.quiet) as progress:
+            result = pipeline.resume(args.resume, callbacks=[progress], epochs=args.epochs)
     else:
         cfg = train_config(args)
-        progress = console.Progress(epochs=cfg.epochs, quiet=args.quiet)
         bar = console.download_bar(f"downloading {cfg.data}", args.quiet)
         try:
-            result = pipeline.train(cfg, callbacks=[progress], on_download=bar)
+            with console.Progress(epochs=cfg.epochs, quiet=args.quiet) as progress:
+                result = pipeline.train(cfg, callbacks=[progress], on_download=bar)
         finally:
             if bar is not None:
                 bar.close()

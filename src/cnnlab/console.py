@@ -6,6 +6,8 @@ callback, and so does ``Sequential.fit(verbose=1)``; everything else reports thr
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from typing import TextIO
@@ -26,8 +28,21 @@ def _format_epoch_line(logs: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+def _sized_terminal(stream: TextIO) -> bool:
+    """True when stream is a terminal with a width: some ptys (`script` run without one, a few
+    `docker run -t` setups) report 0 columns, where tqdm draws nothing at all."""
+    try:
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 class Progress:
     """Trainer callback showing batches, running loss and accuracy, and a line per epoch.
+
+    Used as a context manager (`with Progress(...) as p:`), it also clears a bar that training
+    left mid-epoch (Ctrl-C, an error) and routes log lines past the bar, so a message never
+    sticks to a half-drawn bar.
 
     Args:
         epochs: total epochs, for the "epoch 3/10" label (the Trainer's own total replaces it when
@@ -41,10 +56,32 @@ class Progress:
                  quiet: bool = False):
         self.epochs = epochs
         self.stream = stream or sys.stderr
-        self.bar = self.stream.isatty() if bar is None else bar
+        self.bar = _sized_terminal(self.stream) if bar is None else bar
         self.quiet = quiet
+        self.label = ""  # e.g. "member 2/5" while an ensemble trains its members
         self._tqdm = None
         self._last_plain = 0.0
+        self._exits = contextlib.ExitStack()
+
+    def __enter__(self) -> "Progress":
+        if self.bar and not self.quiet:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._exits.enter_context(logging_redirect_tqdm())  # log lines via tqdm.write, above the bar
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+        self._exits.close()
+
+    def close(self) -> None:
+        """Remove a bar left mid-epoch."""
+        if self._tqdm is not None:
+            self._tqdm.close()
+            self._tqdm = None
+
+    def _prefix(self, text: str) -> str:
+        return f"{self.label}  {text}" if self.label else text
 
     def _write(self, line: str) -> None:
         if self._tqdm is not None:
@@ -63,8 +100,10 @@ class Progress:
         from tqdm import tqdm
 
         epoch = (logs or {}).get("epoch", getattr(trainer, "epoch", 0) + 1)
-        self._tqdm = tqdm(total=len(trainer.train_batches), desc=f"epoch {epoch}/{self.epochs}",
-                          unit="batch", file=self.stream, leave=False, dynamic_ncols=True)
+        # a resumed epoch starts at its saved step, so the rate and time left count only new batches
+        self._tqdm = tqdm(total=len(trainer.train_batches), desc=self._prefix(f"epoch {epoch}/{self.epochs}"),
+                          unit="batch", file=self.stream, leave=False, dynamic_ncols=True,
+                          initial=(logs or {}).get("start_step", 0))
 
     def on_batch_end(self, trainer, logs=None) -> None:
         if self.quiet or not logs:
@@ -75,24 +114,20 @@ class Progress:
                                    refresh=False)
         elif time.monotonic() - self._last_plain > 30:  # plain mode: a heartbeat every 30 s
             self._last_plain = time.monotonic()
-            self._write(f"  batch {logs['batch']}/{logs['batches']}  "
+            self._write(self._prefix("") + f"  batch {logs['batch']}/{logs['batches']}  "
                         f"loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}")
 
     def on_epoch_end(self, trainer, logs=None) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-            self._tqdm = None
+        self.close()
         if not self.quiet and logs:
-            self._write(_format_epoch_line(logs, self.epochs))
+            self._write(self._prefix(_format_epoch_line(logs, self.epochs)))
 
     def on_train_end(self, trainer, logs=None) -> None:
-        if self._tqdm is not None:
-            self._tqdm.close()
-            self._tqdm = None
+        self.close()
         reason = getattr(trainer, "stop_reason", None)
         if reason and not self.quiet:
             done = (logs or {}).get("epochs_done", getattr(trainer, "epoch", 0))
-            self._write(f"stopped after epoch {done} of {self.epochs}: {reason}")
+            self._write(self._prefix(f"stopped after epoch {done} of {self.epochs}: {reason}"))
 
 
 class DownloadBar:

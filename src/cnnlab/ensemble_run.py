@@ -66,6 +66,9 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
     members = []
     for i in range(cfg.ensemble):
         member_dir = root / f"member-{i + 1}"
+        for callback in callbacks:  # console.Progress: which member the lines are about
+            if hasattr(callback, "label"):
+                callback.label = f"member {i + 1}/{cfg.ensemble}"
         try:
             if resuming and (member_dir / "checkpoint.pt").exists():  # finished ones come back as they are
                 members.append(pipeline.resume(member_dir, callbacks=callbacks, epochs=epochs,

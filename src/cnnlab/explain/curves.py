@@ -80,10 +80,12 @@ def curves_figure(history_rows: Sequence[dict], title: str | None = None) -> Fig
             ax.set_ylabel(label.lower())
             ax.set_title(label)
             ax.grid(True)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+            # epochs are whole numbers; min_n_ticks=1 keeps that for a single epoch, where the
+            # default (2) lets MaxNLocator fall back to fractional ticks (0.96, 0.98, ...)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
             if ax.lines:
                 ax.legend(frameon=False)
-        ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=0))
+        ax_acc.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
         _mark_best(ax_acc, history_rows)
         if title:
             fig.suptitle(title)

@@ -23,16 +23,24 @@ def esc(value) -> str:
     return escape(str(value), quote=True)
 
 
-def fmt(value) -> str:
-    """A cell value as text: floats to 4 significant decimals, ints with thousands separators."""
+def fmt(value, exact: bool = False) -> str:
+    """A cell value as text: floats to 4 decimals (below 0.001 as 3 significant digits in e
+    notation, so a learning rate of 3e-5 is not 0.0000), ints with thousands separators.
+
+    exact: floats as Python writes them (3e-05, 0.99995): for settings, shown as the user gave them.
+    """
     if isinstance(value, bool) or value is None:
         return "" if value is None else str(value).lower()
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
+        if exact:
+            return repr(value)
+        if value != 0 and abs(value) < 1e-3:
+            return f"{value:.3e}"
         return f"{value:.4f}" if abs(value) < 1e4 else f"{value:,.0f}"
     if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
-        return "(" + ", ".join(fmt(v) for v in value) + ")"
+        return "(" + ", ".join(fmt(v, exact) for v in value) + ")"
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value)
     return str(value)

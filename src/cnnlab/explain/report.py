@@ -104,7 +104,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _config_section(config: dict) -> str:
-    rows = [(k, fmt(v)) for k, v in _flatten(config).items()]
+    rows = [(k, fmt(v, exact=True)) for k, v in _flatten(config).items()]  # as config.json holds them
     body = table(["setting", "value"], rows, numeric=[False, False], cls="kv") if rows else ""
     return section("config", "Configuration", body, "" if rows else "config.json is missing.")
 

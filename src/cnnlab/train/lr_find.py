@@ -125,6 +125,8 @@ def lr_range_test(model: nn.Module, loss_fn: Callable, optimizer_factory: Callab
     finally:
         with torch.no_grad():
             inner.load_state_dict(saved)
+        for p in model.parameters():  # the sweep's last (near-divergent) gradients, as fastai's LRFinder drops them
+            p.grad = None
         model.train(was_training)
         set_rng_state(rng)
     result = LRFindResult(lrs, losses, smoothed, suggest_lr(lrs, smoothed), stopped)
