@@ -269,6 +269,46 @@ def test_early_stopping_in_trainer_with_a_frozen_model():
     assert t.stop_reason is None
 
 
+def test_a_reused_early_stopping_starts_each_fit_afresh_but_keeps_a_resumed_state():
+    """Keras' on_train_begin resets wait, best and the best weights ("allow instances to be re-used"):
+    a second model must neither stop early on the first one's record nor get its weights."""
+    es = EarlyStopping(patience=2, min_delta=1e-9)
+    make_trainer(lr=0.0, schedule=None, callbacks=[es]).fit(10)
+    assert (es.stopped_epoch, es.wait) == (3, 2)
+    again = make_trainer(lr=0.0, schedule=None, callbacks=[es])
+    again.fit(10)
+    assert len(again.history.rows) == 3 and (es.best_epoch, es.stopped_epoch) == (1, 3)
+    other = make_trainer(lr=0.0, schedule=None, hidden=8, callbacks=[es])  # another architecture
+    other.fit(2)
+    assert es.best_state["model"]["fc1.weight"].shape == other.model.fc1.weight.shape
+    # after load_state_dict (cnnlab train --resume) the saved record stands
+    es.load_state_dict({"best": 0.5, "wait": 1, "best_epoch": 4, "stopped_epoch": 0, "best_state": None})
+    es.on_train_begin(other, {})
+    assert (es.wait, es.best, es.best_epoch) == (1, 0.5, 4)
+    es.on_train_begin(other, {})  # a later fit, not a resume, starts afresh
+    assert (es.wait, es.best, es.best_epoch) == (0, float("inf"), 0)
+    rp = ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10)
+    make_trainer(lr=0.01, schedule="constant", callbacks=[rp]).fit(3)
+    make_trainer(lr=0.01, schedule="constant", callbacks=[rp]).fit(1)
+    assert rp.reductions == 0  # epoch 1 of a new fit improves on no record
+
+
+def test_monitors_take_kerass_names_and_refuse_unknown_ones():
+    t = make_trainer(callbacks=[EarlyStopping(monitor="val_acc", patience=1), ReduceLROnPlateau(monitor="acc")])
+    t.fit(1)
+    with pytest.raises(ConfigError, match=r"EarlyStopping cannot monitor 'val_los': did you mean val_loss\? "
+                                          r"the history has loss, accuracy, acc, val_loss"):
+        EarlyStopping(monitor="val_los")
+    with pytest.raises(ConfigError, match="ReduceLROnPlateau cannot monitor 'f1'"):
+        ReduceLROnPlateau(monitor="f1")
+
+
+def test_restore_best_weights_is_kerass_name_for_restore_best():
+    assert EarlyStopping(restore_best_weights=False).restore_best is False
+    assert EarlyStopping(restore_best=False, restore_best_weights=True).restore_best is True
+    assert EarlyStopping().restore_best is True  # cnnlab's default (Keras': False)
+
+
 def test_early_stopping_without_validation_is_a_config_error():
     t = make_trainer(val=False, callbacks=[EarlyStopping()])
     with pytest.raises(ConfigError, match="no validation data"):

@@ -293,3 +293,137 @@ def test_a_channels_last_input_shape_is_warned_about_even_when_it_builds():
                                           r"images; .*did you mean \(1, 28, 28\)\?"):
         cnnlab.Sequential([Conv2D(16, 3, padding="same"), Flatten(), Dense(10)],
                           input_shape=(28, 28, 1))
+
+
+def test_a_fit_after_one_that_failed_mid_epoch_trains_a_whole_epoch(data):
+    """A fit() that raised in its last batch (a callback, Ctrl-C, a NaN) left that epoch's steps
+    counted: the next fit() must still train every batch and report only its own loss."""
+    from cnnlab.train.callbacks import Callback
+
+    class FailInLastBatch(Callback):
+        def on_batch_end(self, trainer, logs):
+            if logs["batch"] == logs["batches"]:
+                raise RuntimeError("a callback failed")
+
+    class Record(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_batch_end(self, trainer, logs):
+            self.seen.append((logs["batch"], logs["loss"]))
+
+    x, y, _, _ = data
+    model = small_model()
+    model.compile()
+    with pytest.raises(RuntimeError, match="a callback failed"):
+        model.fit(x[:256], y[:256], batch_size=64, callbacks=[FailInLastBatch()], verbose=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    record = Record()
+    history = model.fit(x[:256], y[:256], batch_size=64, callbacks=[record], verbose=0)
+    assert [batch for batch, _ in record.seen] == [1, 2, 3, 4] and history.epoch == [1]
+    assert history.history["loss"] == [pytest.approx(record.seen[-1][1])]  # this fit's batches only
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_evaluate_and_predict_take_kerass_verbose_and_return_dict(data):
+    x, y, x_test, y_test = data
+    model = small_model()
+    model.compile()
+    loss, acc = model.evaluate(x_test, y_test, verbose=0)
+    assert model.evaluate(x_test, y_test, return_dict=True) == {"loss": loss, "accuracy": acc}
+    assert model.predict(x_test[:5], verbose=0).shape == (5, 10)
+    # Keras' options cnnlab leaves out, and misspellings, are one sentence each
+    with pytest.raises(ConfigError, match=r"model.evaluate\(\) does not take Keras' sample_weight="):
+        model.evaluate(x_test, y_test, sample_weight=np.ones(len(y_test)))
+    with pytest.raises(ConfigError, match=r"model.predict\(\) does not take Keras' steps="):
+        model.predict(x_test, steps=2)
+    with pytest.raises(ConfigError, match=r"model.fit\(\) does not take Keras' class_weight="):
+        model.fit(x, y, class_weight={0: 2.0}, verbose=0)
+    with pytest.raises(ConfigError, match=r"model.evaluate\(\) has no option batchsize=: did you mean batch_size\?"):
+        model.evaluate(x_test, y_test, batchsize=64)
+
+
+def test_the_metric_is_named_as_compile_was_given_it(data):
+    """Keras logs metrics=["acc"] as acc and val_acc; one string is one metric; monitors take those names."""
+    from cnnlab.train.callbacks import EarlyStopping
+
+    x, y, x_test, y_test = data
+    model = small_model()
+    model.compile(metrics=["acc"])
+    history = model.fit(x[:256], y[:256], epochs=2, validation_split=0.25, verbose=0,
+                        callbacks=[EarlyStopping(monitor="val_acc", patience=5)])
+    assert list(history.history)[:4] == ["loss", "acc", "val_loss", "val_acc"]
+    assert model.evaluate(x_test, y_test, return_dict=True).keys() == {"loss", "acc"}
+    model.compile(metrics="accuracy")  # a string, not a list of its characters
+    assert "accuracy" in model.fit(x[:64], y[:64], verbose=0).history
+    with pytest.raises(ConfigError, match=r"cannot monitor 'val_los': did you mean val_loss\?"):
+        EarlyStopping(monitor="val_los")
+
+
+def test_kerass_none_defaults_and_bad_batch_sizes(data):
+    x, y, x_test, y_test = data
+    model = small_model()
+    model.compile(metrics=None)
+    history = model.fit(x[:64], y[:64], batch_size=None, callbacks=None, verbose=0)
+    assert history.history["accuracy"]  # accuracy is tracked all the same
+    assert model.evaluate(x_test, y_test, batch_size=None) == pytest.approx(model.evaluate(x_test, y_test, 1000))
+    assert model.predict(x_test[:40], batch_size=None).shape == (40, 10)
+    for bad in (0, -5, 64.0, "64", True):
+        with pytest.raises(ConfigError, match=rf"fit got batch_size={bad!r}: give a positive whole number"):
+            model.fit(x[:64], y[:64], batch_size=bad, verbose=0)
+    with pytest.raises(ConfigError, match="predict got batch_size=0"):
+        model.predict(x_test, batch_size=0)
+    with pytest.raises(ConfigError, match="evaluate got batch_size=-1"):
+        model.evaluate(x_test, y_test, batch_size=-1)
+
+
+def test_validation_split_holds_out_as_keras_does_and_refuses_an_empty_part(data):
+    """Keras keeps floor(N * (1 - validation_split)) images for training: 10 at 0.25 keeps 7, holds out 3."""
+    from cnnlab.train.callbacks import Callback
+
+    class Sizes(Callback):
+        def on_train_begin(self, trainer, logs):
+            self.sizes = len(trainer.train_batches.x), len(trainer.val_batches.x)
+
+    x, y, _, _ = data
+    model = small_model()
+    model.compile()
+    sizes = Sizes()
+    model.fit(x[:10], y[:10], validation_split=0.25, callbacks=[sizes], verbose=0)
+    assert sizes.sizes == (7, 3)
+    model.fit(x[:10], y[:10], validation_split=0.0001, callbacks=[sizes], verbose=0)
+    assert sizes.sizes == (9, 1)  # floor(9.999): one image held out, where rounding held out none
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ConfigError, match=r"validation_split=1e-20 of 10 images leaves no validation images"):
+        model.fit(x[:10], y[:10], validation_split=1e-20, verbose=0)
+    with pytest.raises(ConfigError, match=r"validation_split=0.95 of 10 images leaves no training images"):
+        model.fit(x[:10], y[:10], validation_split=0.95, verbose=0)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # refused before a step
+
+
+def test_no_images_and_bad_validation_data_are_one_sentence(data):
+    x, y, _, _ = data
+    model = small_model()
+    model.compile()
+    with pytest.raises(ConfigError, match="fit got no images"):
+        model.fit(x[:0], y[:0], verbose=0)
+    with pytest.raises(ConfigError, match="evaluate got no images"):
+        model.evaluate(x[:0], y[:0])
+    assert model.predict(x[:0]).shape == (0, 10)  # Keras' empty answer
+    with pytest.raises(ConfigError, match=r"validation_data has a third item, Keras' sample weights"):
+        model.fit(x, y, validation_data=(x[:50], y[:50], np.ones(50)), verbose=0)
+    with pytest.raises(ConfigError, match=r"validation_data must be a pair \(x_val, y_val\), got 1 item"):
+        model.fit(x, y, validation_data=(x[:50],), verbose=0)
+    with pytest.raises(ConfigError, match="fit's validation_data got 50 images but 5 labels"):
+        model.fit(x, y, validation_data=(x[:50], y[:5]), verbose=0)
+    with pytest.raises(ConfigError, match="fit's validation_data got no images"):
+        model.fit(x, y, validation_data=(x[:0], y[:0]), verbose=0)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "RMSprop"])
+def test_kerass_optimizer_class_names_work(data, name):
+    x, y, _, _ = data
+    model = small_model()
+    model.compile(optimizer=name)
+    assert type(model._optimizer).__name__ == name
+    model.fit(x[:64], y[:64], verbose=0)

@@ -99,6 +99,36 @@ def test_gradcam_and_feature_maps(name):
     assert set(maps) == set(conv_layers(model))
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_model_has_kerass_workflow(name):
+    """compile / fit / evaluate / predict / save are the facade's, not nn.Module.compile (torch.compile)."""
+    from cnnlab.facade import KerasFacade
+
+    with torch.device("meta"):
+        model = zoo.create(name, **recipe.golden_args(name))
+    assert isinstance(model, KerasFacade) and model.output_shape == (10,)
+
+
+@pytest.mark.parametrize("name,size", [("lenet5", 32), ("resnet18", 28), ("wrn-16-8", 28)])
+def test_zoo_models_compile_fit_evaluate_predict_and_save(name, size, tmp_path):
+    import cnnlab
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (24, 1, size, size), dtype=torch.uint8)
+    y = torch.arange(24) % 10
+    model = cnnlab.create_model(name, in_channels=1, input_size=size)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    before = [p.detach().clone() for p in model.parameters()]
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert history.epoch == [1] and not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    loss, acc = model.evaluate(x, y)
+    assert loss > 0 and 0 <= acc <= 1
+    probs = model.predict(x[:3])
+    assert probs.shape == (3, 10)
+    loaded = cnnlab.load_model(model.save(tmp_path / name))
+    torch.testing.assert_close(torch.from_numpy(loaded.predict(x[:3])), torch.from_numpy(probs))
+
+
 # -- the published numbers (issue 4, "Done when") -------------------------------------------------
 
 PUBLISHED = {

@@ -1,6 +1,6 @@
 """The Keras workflow on a model: compile / fit / evaluate / predict, over cnnlab's Trainer.
 
-Mixed into Sequential, so the lecture's code reads the same in cnnlab:
+Mixed into Sequential and the zoo's models, so the lecture's code reads the same in cnnlab:
 
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x_train, y_train, epochs=5, batch_size=128, validation_split=0.1)
@@ -15,6 +15,8 @@ class indices (N,) or one-hot (N, K) as `categorical_crossentropy` expects.
 
 from __future__ import annotations
 
+import inspect
+import contextlib
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -32,6 +34,59 @@ from cnnlab.outputs import as_logits, ends_in_softmax
 # indices or probabilities as targets. A model ending in softmax (from_logits=False in Keras) has its
 # probabilities handed to it as log-probabilities by the Trainer (cnnlab/outputs.py).
 _LOSSES = ("sparse_categorical_crossentropy", "categorical_crossentropy", "crossentropy")
+_METRICS = ("accuracy", "acc")  # Keras logs the metric under the name it was given: acc, val_acc
+# Keras options cnnlab's compile / fit / evaluate / predict do not take (refused with one sentence)
+_KERAS_ONLY = ("sample_weight", "class_weight", "steps", "steps_per_epoch", "validation_steps",
+               "validation_batch_size", "validation_freq", "callbacks", "loss_weights", "weighted_metrics",
+               "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
+KERAS_BATCH_SIZE = 32  # what Keras' fit, evaluate and predict take batch_size=None to mean
+
+
+def _batch_size(value: Any, method: str) -> int:
+    """batch_size as a positive int (None: Keras' 32); ConfigError otherwise."""
+    if value is None:
+        return KERAS_BATCH_SIZE
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{method} got batch_size={value!r}: give a positive whole number of images per "
+                          f"step, like {KERAS_BATCH_SIZE}, or None for Keras' {KERAS_BATCH_SIZE}")
+    return int(value)
+
+
+def _refuse_options(method: str, options: dict) -> None:
+    """ConfigError for the first keyword `method` does not take: one of Keras' that cnnlab leaves
+    out, or a misspelling, named with the closest option."""
+    from cnnlab.train.config import closest
+
+    if not options:
+        return
+    name = next(iter(options))
+    if name in _KERAS_ONLY:
+        raise ConfigError(f"cnnlab's model.{method}() does not take Keras' {name}=: leave it out")
+    params = inspect.signature(getattr(KerasFacade, method)).parameters.values()
+    accepted = [p.name for p in params if p.name != "self" and p.kind != p.VAR_KEYWORD]
+    near = closest(name, accepted)
+    hint = f"did you mean {near}?" if near else f"it takes {', '.join(accepted)}"
+    raise ConfigError(f"model.{method}() has no option {name}=: {hint}")
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor, what: str) -> None:
+    """ConfigError unless x holds images and y one label for each."""
+    if len(x) == 0:
+        raise ConfigError(f"{what} got no images: pass at least one image and its label")
+    if len(x) != len(y):
+        raise ConfigError(f"{what} got {len(x)} images but {len(y)} labels: pass one label per image")
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, fraction: float) -> tuple:
+    """(x, y, (x_val, y_val)): the last images held out as Keras' validation_split holds them out."""
+    if not 0.0 < fraction < 1.0:
+        raise ConfigError(f"validation_split must be in (0, 1), got {fraction}")
+    cut = math.floor(len(x) * (1.0 - fraction))  # Keras' split_at (train_validation_split)
+    if cut in (0, len(x)):
+        empty, fix = ("training", "a smaller") if cut == 0 else ("validation", "a larger")
+        raise ConfigError(f"validation_split={fraction} of {len(x)} images leaves no {empty} images: pass "
+                          f"more images or {fix} validation_split")
+    return x[:cut], y[:cut], (x[cut:], y[cut:])
 
 
 def _as_tensor(x: Any, what: str, model: nn.Module | None = None) -> torch.Tensor:
@@ -112,8 +167,6 @@ class _ArrayBatches:
     """In-memory (x, y) batches with a seeded per-epoch shuffle (the Trainer's batch protocol)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int, device):
-        if len(x) != len(y):
-            raise ConfigError(f"fit got {len(x)} images but {len(y)} labels: pass one label per image")
         self.x, self.y = x.to(device), y.to(device)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.epoch, self.start = 0, 0
@@ -144,15 +197,16 @@ class KerasFacade:
     """compile / fit / evaluate / predict for an nn.Module, Keras-style."""
 
     def compile(self, optimizer: str | torch.optim.Optimizer = "adam", loss: str = "sparse_categorical_crossentropy",
-                metrics: Sequence[str] = ("accuracy",), *, lr: float = 1e-3, label_smoothing: float = 0.0,
-                device: str = "auto") -> None:
+                metrics: Sequence[str] | str | None = ("accuracy",), *, lr: float = 1e-3, label_smoothing: float = 0.0,
+                device: str = "auto", **keras_only) -> None:
         """Choose the optimizer and loss, as Keras's model.compile.
 
         Args:
-            optimizer: sgd, adam, adamw, rmsprop, adagrad, muon (the filters by Muon at its lr 0.24,
-                the rest by SGD at lr), or a torch optimizer over self.parameters().
+            optimizer: sgd, adam, adamw, rmsprop, adagrad, muon, in any case (Keras' "Adam" too; muon
+                trains the filters at its lr 0.24, the rest by SGD at lr), or a torch optimizer over
+                self.parameters().
             loss: sparse_categorical_crossentropy (labels are indices) or categorical_crossentropy (one-hot).
-            metrics: only "accuracy" is tracked (and always is).
+            metrics: accuracy is always tracked; ["acc"] names it acc and val_acc in the history, as Keras does.
             lr: learning rate when optimizer is a name.
             label_smoothing: as Keras's CategoricalCrossentropy(label_smoothing=...).
             device: auto (cuda, then mps, then cpu), cpu, cuda or mps.
@@ -160,15 +214,18 @@ class KerasFacade:
         from cnnlab.train.config import OPTIMIZERS, check_choice
         from cnnlab.train.reproduce import pick_device
 
+        _refuse_options("compile", keras_only)
         check_choice("loss", loss, _LOSSES)
+        metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])  # "accuracy": one name
         for m in metrics:
-            check_choice("metric", m, ("accuracy", "acc"))
+            check_choice("metric", m, _METRICS)
         unbuilt = getattr(self, "built", True) is False  # a Sequential without input_shape
         if unbuilt and isinstance(optimizer, torch.optim.Optimizer):
             raise ConfigError("this optimizer was made before the model had weights, so it would "
                               "leave out those the first batch creates; give the Sequential "
                               "input_shape=(C, H, W), or pass the optimizer's name")
         if not isinstance(optimizer, torch.optim.Optimizer):
+            optimizer = optimizer.lower() if isinstance(optimizer, str) else optimizer  # Keras' "Adam", "SGD"
             check_choice("optimizer", optimizer, OPTIMIZERS)
         self._device = pick_device(device)
         self.to(self._device)
@@ -178,6 +235,7 @@ class KerasFacade:
         self._optimizer = None if unbuilt else self._make_optimizer()
         # object.__setattr__: a loss assigned as an attribute would become a child layer of the model
         object.__setattr__(self, "_loss_fn", nn.CrossEntropyLoss(label_smoothing=label_smoothing))
+        self._metric = metrics[0] if metrics else "accuracy"
         self._trainer = None
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -197,21 +255,38 @@ class KerasFacade:
         if self._optimizer is None and getattr(self, "built", True):
             self._optimizer = self._make_optimizer()
 
-    def fit(self, x, y, epochs: int = 1, batch_size: int = 32, validation_data: tuple | None = None,
-            validation_split: float = 0.0, verbose: int = 1, callbacks: Sequence[Any] = (), shuffle: bool = True,
-            seed: int = 0, initial_epoch: int = 0):
+    def _validation(self, validation_data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """fit's validation_data as checked tensors (x_val, y_val)."""
+        n = len(validation_data) if isinstance(validation_data, (tuple, list)) else None
+        if n == 3:
+            raise ConfigError("fit's validation_data has a third item, Keras' sample weights, which cnnlab "
+                              "does not take: pass (x_val, y_val)")
+        if n != 2:
+            got = type(validation_data).__name__ if n is None else f"{n} item{'s' if n != 1 else ''}"
+            raise ConfigError(f"fit's validation_data must be a pair (x_val, y_val), got {got}")
+        x_val, y_val = _as_tensor(validation_data[0], "x", self), _as_tensor(validation_data[1], "y")
+        _check_pair(x_val, y_val, "fit's validation_data")
+        _check_images(self, x_val, "fit's validation_data")
+        _check_labels(self, y_val, "fit's validation_data")
+        return x_val, y_val
+
+    def fit(self, x, y, epochs: int = 1, batch_size: int | None = None, validation_data: tuple | None = None,
+            validation_split: float = 0.0, verbose: int | str = "auto", callbacks: Sequence[Any] | None = None,
+            shuffle: bool = True, seed: int = 0, initial_epoch: int = 0, **keras_only):
         """Train as Keras's model.fit; returns a History of this call's epochs, whose .history has
-        loss, accuracy, val_* lists.
+        loss, accuracy, val_* lists (acc, val_acc after compile(metrics=["acc"])).
 
         Args:
             x, y: images (N, C, H, W) and labels; see the module docstring for accepted types.
             epochs: as in Keras, the epoch to train up to, counted from initial_epoch: each call
                 trains epochs - initial_epoch more epochs (a second fit(epochs=2) trains 2 more),
-                with the same optimizer state. Epochs are numbered on across calls.
-            batch_size: images per step.
+                with the same optimizer state. Epochs are numbered on across calls; each call
+                starts a whole epoch, even after a call that failed part-way through one.
+            batch_size: images per step (None: Keras' 32).
             validation_data: (x_val, y_val), or None.
-            validation_split: the last fraction of x/y held out for validation (Keras takes the tail, unshuffled).
-            verbose: 1 shows a progress bar and a line per epoch, 0 nothing.
+            validation_split: the last fraction of x/y held out for validation, floor(N * (1 - fraction))
+                images kept for training (Keras takes the tail, unshuffled).
+            verbose: "auto" or 1 shows a progress bar and a line per epoch, 0 nothing.
             callbacks: extra trainer callbacks (cnnlab.train.callbacks.EarlyStopping, ...).
             shuffle: reshuffle the training set each epoch.
             seed: the data order.
@@ -220,48 +295,58 @@ class KerasFacade:
         from cnnlab.console import Progress
         from cnnlab.train.engine import History, Trainer
 
+        _refuse_options("fit", keras_only)
+        batch_size = _batch_size(batch_size, "fit")
         if not 0 <= initial_epoch <= epochs:
             raise ConfigError(f"fit needs 0 <= initial_epoch <= epochs, got initial_epoch={initial_epoch} and "
                               f"epochs={epochs}: epochs is the epoch to train up to, as in Keras")
         x, y = _as_tensor(x, "x", self), _as_tensor(y, "y")
+        _check_pair(x, y, "fit")
         self._need_compile("fit", x)
         _check_images(self, x, "fit")
         _check_labels(self, y, "fit")
-        if validation_data is None and validation_split:
-            if not 0.0 < validation_split < 1.0:
-                raise ConfigError(f"validation_split must be in (0, 1), got {validation_split}")
-            cut = len(x) - int(round(len(x) * validation_split))
-            x, y, validation_data = x[:cut], y[:cut], (x[cut:], y[cut:])
-        train_b = _ArrayBatches(x, y, batch_size, shuffle, seed, self._device)
-        val_b = None
         if validation_data is not None:
-            x_val, y_val = _as_tensor(validation_data[0], "x", self), _as_tensor(validation_data[1], "y")
-            _check_images(self, x_val, "fit's validation_data")
-            _check_labels(self, y_val, "fit's validation_data")
-            val_b = _ArrayBatches(x_val, y_val, 1024, False, seed, self._device)
-        extra = [Progress(epochs)] if verbose else []
+            validation_data = self._validation(validation_data)
+        elif validation_split:
+            x, y, validation_data = _split(x, y, validation_split)
+        train_b = _ArrayBatches(x, y, batch_size, shuffle, seed, self._device)
+        val_b = None if validation_data is None else _ArrayBatches(*validation_data, 1024, False, seed, self._device)
+        progress = Progress(epochs) if verbose else None
+        callbacks = [*(callbacks or ()), *([progress] if progress is not None else [])]
         if self._trainer is None:
             self._trainer = Trainer(self, self._loss_fn, self._optimizer, train_batches=train_b, val_batches=val_b,
-                                    callbacks=[*callbacks, *extra], device=self._device)
-        else:  # a further fit() continues: same optimizer state, new data and callbacks
+                                    callbacks=callbacks, device=self._device)
+        else:  # a further fit() continues: same optimizer state, new data and callbacks, a whole epoch
             self._trainer.train_batches, self._trainer.val_batches = train_b, val_b
-            self._trainer.callbacks = [*callbacks, *extra]
+            self._trainer.callbacks = callbacks
+            self._trainer.restart_epoch()  # drop the steps a failed fit() left counted
         done = self._trainer.epoch
-        self._trainer.fit(done + epochs - initial_epoch)
-        return History(self._trainer.history.rows[done:])
+        with progress if progress is not None else contextlib.nullcontext():  # clears a bar an error leaves
+            self._trainer.fit(done + epochs - initial_epoch)
+        history = History(self._trainer.history.rows[done:])
+        if self._metric != "accuracy":  # the keys Keras gives: acc, val_acc
+            history._KERAS = {k.replace("accuracy", self._metric): col for k, col in History._KERAS.items()}
+        return history
 
-    def evaluate(self, x, y, batch_size: int = 1024) -> tuple[float, float]:
-        """(loss, accuracy) on (x, y), as Keras's model.evaluate with metrics=['accuracy']."""
+    def evaluate(self, x, y, batch_size: int | None = None, verbose: int | str = "auto", return_dict: bool = False,
+                 **keras_only) -> tuple[float, float] | dict[str, float]:
+        """(loss, accuracy) on (x, y), as Keras's model.evaluate with metrics=['accuracy'];
+        with return_dict, {"loss": ..., "accuracy": ...} (the metric named as compile() was given it).
+        verbose is taken for Keras' sake: evaluate prints nothing."""
         from cnnlab.train.engine import Trainer
 
+        _refuse_options("evaluate", keras_only)
+        batch_size = _batch_size(batch_size, "evaluate")
         x, y = _as_tensor(x, "x", self), _as_tensor(y, "y")
+        _check_pair(x, y, "evaluate")
         self._need_compile("evaluate", x)
         _check_images(self, x, "evaluate")
         _check_labels(self, y, "evaluate")
         batches = _ArrayBatches(x, y, batch_size, False, 0, self._device)
         trainer = self._trainer or Trainer(self, self._loss_fn, self._optimizer, train_batches=batches,
                                            device=self._device)
-        return trainer.evaluate(batches)
+        loss, accuracy = trainer.evaluate(batches)
+        return {"loss": loss, self._metric: accuracy} if return_dict else (loss, accuracy)
 
     def save(self, path, classes: Sequence[str] | None = None, mean: Sequence[float] | None = None,
              std: Sequence[float] | None = None):
@@ -285,9 +370,14 @@ class KerasFacade:
         """
         from cnnlab import runs  # lazily, as fit() imports the Trainer: building a model imports no training code
 
-        if not getattr(self, "built", False):
+        if getattr(self, "built", True) is False or getattr(self, "input_shape", None) is None:
             raise ConfigError("the model has no input shape yet, so it cannot be saved: give Sequential "
                               "input_shape=(C, H, W) or call it on a batch first")
+        # model.json rebuilds a Sequential from its layers, a zoo model from its name and arguments
+        spec = {"sequential": self.to_config()} if hasattr(self, "to_config") else getattr(self, "spec", None)
+        if spec is None:
+            raise ConfigError(f"save cannot write a {type(self).__name__} built by hand: make it with "
+                              "cnnlab.create_model(name, ...), or train it with cnnlab.train_run")
         # everything is checked and converted before the first file is written
         channels, k = self.input_shape[0], self.output_shape[0]
         try:
@@ -305,24 +395,27 @@ class KerasFacade:
             raise ConfigError(f"{path} is a file; save writes a folder: give a folder name")
         make_folder(path)
         runs.save_weights(path, self)  # the weights first: a model.json is only ever beside its weights
-        runs.save_model_json(path, {"sequential": self.to_config()}, classes, self.input_shape, mean, std)
+        runs.save_model_json(path, spec, classes, self.input_shape, mean, std)
         return path
 
-    def predict(self, x, batch_size: int = 1024) -> np.ndarray:
+    def predict(self, x, batch_size: int | None = None, verbose: int | str = "auto", **keras_only) -> np.ndarray:
         """Class probabilities (N, K) as a NumPy array, as Keras's model.predict: the softmax of the
-        logits, or the model's own output when it ends in softmax."""
+        logits, or the model's own output when it ends in softmax. verbose is taken for Keras' sake."""
+        _refuse_options("predict", keras_only)
+        batch_size = _batch_size(batch_size, "predict")
         x = _as_tensor(x, "x", self)
         if getattr(self, "built", True) is False:  # no input_shape given: built from x's shape
             self.build(tuple(x.shape[1:]))
         device = getattr(self, "_device", None) or next(self.parameters(), x).device
         _check_images(self, x, "predict")
         softmax = ends_in_softmax(self)
+        # no images: one blank image is run only to learn K, for Keras' empty (0, K) answer
+        chunks = [x[i:i + batch_size] for i in range(0, len(x), batch_size)] or [torch.zeros((1, *x.shape[1:]))]
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                out = [torch.softmax(as_logits(self(x[i:i + batch_size].to(device)), softmax).float(), 1).cpu()
-                       for i in range(0, len(x), batch_size)]
+                out = [torch.softmax(as_logits(self(chunk.to(device)), softmax).float(), 1).cpu() for chunk in chunks]
         finally:
             self.train(was_training)
-        return torch.cat(out).numpy()
+        return torch.cat(out)[:len(x)].numpy()

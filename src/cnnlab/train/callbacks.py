@@ -17,10 +17,12 @@ from typing import Any
 from torch.optim.lr_scheduler import LambdaLR
 
 from cnnlab.errors import ConfigError
+from cnnlab.train.config import closest
 from cnnlab.train.checkpoint import atomic_write, save_checkpoint
 
-# Keras metric names -> history-row columns
-_COLUMN = {"loss": "train_loss", "accuracy": "train_acc", "val_accuracy": "val_acc"}
+# Keras metric names (accuracy as compile(metrics=["acc"]) names it too) -> history-row columns
+_COLUMN = {"loss": "train_loss", "accuracy": "train_acc", "acc": "train_acc", "val_loss": "val_loss",
+           "val_accuracy": "val_acc", "val_acc": "val_acc", "train_loss": "train_loss", "train_acc": "train_acc"}
 
 
 class Callback:
@@ -40,19 +42,39 @@ class Callback:
 
 
 class _Monitor(Callback):
-    """Tracks the best value of one logged metric (min for losses, max otherwise)."""
+    """Tracks the best value of one logged metric (min for losses, max otherwise).
+
+    Its state starts afresh at each on_train_begin, so one instance serves several fits (as Keras'
+    do), except right after load_state_dict: a resumed run keeps the state it saved.
+    """
 
     def __init__(self, monitor: str, min_delta: float) -> None:
+        if monitor not in _COLUMN:
+            near = closest(monitor, _COLUMN)
+            hint = f"did you mean {near}? " if near else ""
+            raise ConfigError(f"{type(self).__name__} cannot monitor {monitor!r}: {hint}the history has "
+                              f"{', '.join(_COLUMN)}")
         self.monitor, self.min_delta = monitor, abs(min_delta)
-        self.column = _COLUMN.get(monitor, monitor)
+        self.column = _COLUMN[monitor]
         self.mode = "min" if "loss" in monitor else "max"
+        self._resumed = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget earlier fits: no best value yet, nothing waited."""
         self.best = math.inf if self.mode == "min" else -math.inf
         self.wait = 0
 
+    def on_train_begin(self, trainer: Any, logs: dict) -> None:
+        if not self._resumed:
+            self.reset()
+        self._resumed = False
+
     def check_available(self, trainer: Any, who: str) -> None:
         if self.column.startswith("val_") and trainer.val_batches is None:
-            raise ConfigError(f"{who} monitors {self.monitor} but there is no validation data: "
-                              f"set val_split > 0 or monitor 'loss'")
+            raise ConfigError(f"{who} monitors {self.monitor} but there is no validation data: give fit "
+                              f"validation_data or validation_split (cnnlab train: val_split > 0), or monitor "
+                              f"'loss'")
 
     def improved(self, logs: dict) -> bool:
         """Compare logs[monitor] with the best so far, updating best/wait; True on an improvement."""
@@ -68,24 +90,31 @@ class _Monitor(Callback):
 class EarlyStopping(_Monitor):
     """Stop when the monitored metric has not improved by min_delta for `patience` epochs (Keras' EarlyStopping).
 
-    With restore_best, training ends with the weights (and EMA) of the best epoch.
+    With restore_best (Keras' restore_best_weights), training ends with the weights (and EMA) of the
+    best epoch. Unlike Keras, whose default is False, it is on unless turned off.
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True) -> None:
+                 restore_best: bool = True, *, restore_best_weights: bool | None = None) -> None:
         """Args:
-            monitor: val_loss | val_accuracy | loss | accuracy (or a history column name).
+            monitor: val_loss | val_accuracy | loss | accuracy (acc, val_acc too; or a history column name).
             patience: epochs without improvement before stopping.
             min_delta: smallest change that counts as an improvement.
             restore_best: end with the best epoch's weights.
+            restore_best_weights: Keras' name for restore_best; when given, it decides.
         """
         super().__init__(monitor, min_delta)
-        self.patience, self.restore_best = patience, restore_best
+        self.patience = patience
+        self.restore_best = restore_best if restore_best_weights is None else restore_best_weights
+
+    def reset(self) -> None:
+        super().reset()
         self.best_epoch = 0
         self.stopped_epoch = 0
         self.best_state: dict | None = None
 
     def on_train_begin(self, trainer: Any, logs: dict) -> None:
+        super().on_train_begin(trainer, logs)
         self.check_available(trainer, "early stopping")
 
     def on_epoch_end(self, trainer: Any, logs: dict) -> None:
@@ -115,6 +144,7 @@ class EarlyStopping(_Monitor):
     def load_state_dict(self, state: dict) -> None:
         self.best, self.wait, self.best_epoch = state["best"], state["wait"], state["best_epoch"]
         self.stopped_epoch, self.best_state = state["stopped_epoch"], state["best_state"]
+        self._resumed = True  # the next on_train_begin keeps this state
 
 
 def _snapshot(trainer: Any) -> dict:
@@ -145,10 +175,14 @@ class ReduceLROnPlateau(_Monitor):
         if not 0.0 < factor < 1.0:
             raise ConfigError(f"plateau factor must be in (0, 1), got {factor}: try 0.1 or 0.5")
         self.factor, self.patience, self.min_lr, self.cooldown = factor, patience, min_lr, cooldown
+
+    def reset(self) -> None:
+        super().reset()
         self.cooldown_left = 0
         self.reductions = 0
 
     def on_train_begin(self, trainer: Any, logs: dict) -> None:
+        super().on_train_begin(trainer, logs)
         self.check_available(trainer, "reduce-on-plateau")
         if trainer.scheduler is not None and not isinstance(trainer.scheduler, LambdaLR):
             raise ConfigError(f"reduce_on_plateau cannot be combined with {type(trainer.scheduler).__name__}: "
@@ -178,6 +212,7 @@ class ReduceLROnPlateau(_Monitor):
     def load_state_dict(self, state: dict) -> None:
         self.best, self.wait = state["best"], state["wait"]
         self.cooldown_left, self.reductions = state["cooldown_left"], state["reductions"]
+        self._resumed = True
 
 
 class CheckpointCallback(Callback):

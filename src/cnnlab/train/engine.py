@@ -172,6 +172,11 @@ class Trainer:
                 signal.signal(signal.SIGINT, old_handler)
         return self.history
 
+    def restart_epoch(self) -> None:
+        """Forget the batches of an epoch a failed fit() left half done (its weight updates stay), so
+        the next fit() trains that epoch whole and reports only its own loss and accuracy."""
+        self.step_in_epoch, self._partial, self._pending = 0, _new_partial(), []
+
     def _run_epoch(self) -> dict[str, Any]:
         batches, p = self.train_batches, self._partial
         batches.set_epoch(self.epoch)

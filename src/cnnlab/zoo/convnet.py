@@ -7,17 +7,20 @@ Weights start as every cnnlab layer's do (Keras' glorot_uniform, zero biases), n
 
 from torch import nn
 
+from cnnlab.facade import KerasFacade
 from cnnlab.model import Sequential
 
 
-class ConvNet(nn.Module):
-    """A plain convolutional classifier with torchvision's child names: features, avgpool, classifier."""
+class ConvNet(KerasFacade, nn.Module):
+    """A plain convolutional classifier with torchvision's child names: features, avgpool, classifier;
+    with Keras' compile / fit / evaluate / predict / save (cnnlab.facade)."""
 
     def __init__(self, features: Sequential, avgpool: nn.Module, classifier: Sequential):
         super().__init__()
         self.features = features
         self.avgpool = avgpool
         self.classifier = classifier  # starts with Flatten: (N, C, H, W) -> (N, C*H*W)
+        self.output_shape = classifier.output_shape  # (num_classes,)
 
     def forward(self, x):
         return self.classifier(self.avgpool(self.features(x)))

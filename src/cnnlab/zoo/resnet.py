@@ -17,6 +17,7 @@ what cnnlab's BatchNorm takes) and epsilon 1e-5.
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.facade import KerasFacade
 from cnnlab.layers import Activation, BatchNorm, Conv2D, Dense, GlobalAvgPool2D, Layer, MaxPool2D, ZeroPadding2D
 from cnnlab.model import Sequential
 from cnnlab.zoo.registry import register
@@ -108,10 +109,11 @@ class Bottleneck(_Block):
         return self.relu(out + identity)
 
 
-class ResNet(nn.Module):
+class ResNet(KerasFacade, nn.Module):
     """The stem, four stages of blocks at 64-128-256-512 planes (strides 1, 2, 2, 2), pool, fc.
 
     Every layer is built at construction from `input_shape`, so shapes are known before data flows.
+    With Keras' compile / fit / evaluate / predict / save (cnnlab.facade).
     """
 
     def __init__(self, block, layers, num_classes, input_shape, stem, zero_init_residual):

@@ -12,6 +12,7 @@ WRN-28-10 to 4.01% test error on Fashion-MNIST, 3.65% with random erasing (96.35
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.facade import KerasFacade
 from cnnlab.layers import Activation, BatchNorm, Conv2D, Dense, Dropout, GlobalAvgPool2D, Layer
 from cnnlab.model import Sequential
 from cnnlab.zoo.registry import register
@@ -51,8 +52,9 @@ class WideBlock(Layer):
         return out + (x if self.shortcut is None else self.shortcut(pre))
 
 
-class WideResNet(nn.Module):
-    """WRN-depth-width; every layer is built at construction from `input_shape`."""
+class WideResNet(KerasFacade, nn.Module):
+    """WRN-depth-width; every layer is built at construction from `input_shape`. With Keras' compile /
+    fit / evaluate / predict / save (cnnlab.facade)."""
 
     def __init__(self, depth: int, width: int, num_classes: int, input_shape: tuple, dropout: float = 0.0):
         super().__init__()
