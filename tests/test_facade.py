@@ -427,3 +427,42 @@ def test_kerass_optimizer_class_names_work(data, name):
     model.compile(optimizer=name)
     assert type(model._optimizer).__name__ == name
     model.fit(x[:64], y[:64], verbose=0)
+
+
+def test_a_model_taking_vectors_saves_and_loads(tmp_path):
+    model = cnnlab.Sequential([Dense(8, activation="relu"), Dense(3)], input_shape=(12,))
+    model.compile("adam")
+    x, y = np.random.default_rng(0).random((16, 12), dtype=np.float32), np.arange(16) % 3
+    model.fit(x, y, epochs=1, verbose=0)
+    loaded = cnnlab.load_model(model.save(tmp_path / "vec"))
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_save_uses_the_zoo_spec_where_a_layer_list_cannot_rebuild_the_model(tmp_path):
+    from cnnlab.layers.base import Layer
+
+    net = cnnlab.create_model("fastnet-large", in_channels=1, input_size=(28, 28))  # holds a private _Scale
+    loaded = cnnlab.load_model(net.save(tmp_path / "fast"))
+    x = torch.rand(2, 1, 28, 28)
+    net.eval()
+    assert torch.equal(loaded(x), net(x))
+
+    class Doubler(Layer):  # a user's own layer, not registered: no model.json could name it
+        def build(self, input_shape):
+            return super().build(input_shape)
+
+        def forward(self, x):
+            return 2 * x
+
+    custom = cnnlab.Sequential([Flatten(), Doubler(), Dense(3)], input_shape=(1, 4, 4))
+    with pytest.raises(ConfigError, match="cannot describe this model as a layer list"):
+        custom.save(tmp_path / "custom")
+    assert not (tmp_path / "custom").exists()
+
+
+def test_compile_with_only_torch_compile_options_is_torchs(tmp_path):
+    net = cnnlab.create_model("lenet5", in_channels=1, input_size=32)
+    net.compile(mode="default")  # torch.compile's option: nn.Module.compile, which the facade hides
+    assert net._compiled_call_impl is not None
+    with pytest.raises(ConfigError, match="has no option modes="):
+        net.compile(modes="default")

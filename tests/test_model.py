@@ -270,3 +270,10 @@ def test_building_again_at_the_same_shape_warns_once():
         model = Sequential([Conv2D(4, 3, padding="same")], input_shape=(28, 28, 1))
         model.build((28, 28, 1))  # summarize() does this with a model load_model_file built
     assert len(caught) == 1
+
+
+def test_a_layer_pickled_before_input_shape_was_kept_joins_a_new_model():
+    layer = Conv2D(4, 3)
+    del layer.given_input_shape  # as torch.load gives back a layer saved by an older cnnlab
+    model = Sequential([layer, Flatten(), Dense(5)], input_shape=(1, 8, 8))
+    assert model.output_shape == (5,)

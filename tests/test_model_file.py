@@ -169,3 +169,9 @@ def test_save_model_file_is_public():
     import cnnlab
 
     assert cnnlab.save_model_file is save_model_file and "save_model_file" in cnnlab.__all__
+
+
+def test_a_json_file_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "bom.json"  # Windows Notepad and PowerShell 5 write one; RFC 8259 lets readers skip it
+    path.write_bytes(b'\xef\xbb\xbf{"input_shape": [1, 28, 28], "layers": ["Flatten", {"Dense": {"units": 10}}]}')
+    assert load_model_file(path).output_shape == (10,)

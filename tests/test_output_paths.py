@@ -257,12 +257,14 @@ def test_abandoned_temporaries_are_removed_and_live_ones_kept(tmp_path):
     names = {"dead": f".x.json.{host}-{dead.stdout.strip()}.abc.tmp",   # its writer has exited
              "old": ".x.json.left_by_an_old_cnnlab.tmp",                # over an hour old
              "alive": f".x.json.{atomic._writer_tag()}.def.tmp",        # this process writing
+             "reused-pid": f".x.json.{atomic._writer_tag()}.old.tmp",   # a live pid, but hours old
              "elsewhere": ".x.json.otherhost-1.ghi.tmp",                # another host's, recent
              "other-file": f".x.json.bak.{host}-{dead.stdout.strip()}.jkl.tmp"}  # x.json.bak's
     for name in names.values():
         (tmp_path / name).write_text("partial")
     hour_ago = time.time() - 2 * 3600
     os.utime(tmp_path / names["old"], (hour_ago, hour_ago))
+    os.utime(tmp_path / names["reused-pid"], (hour_ago, hour_ago))  # e.g. left before a reboot
     atomic.write_text(tmp_path / "x.json", "{}")
     left = {p.name for p in _temporaries(tmp_path)}
     assert left == {names["alive"], names["elsewhere"], names["other-file"]}

@@ -136,14 +136,15 @@ def _is_running(pid: int) -> bool:
 
 def _is_abandoned(tmp: Path, prefix: str) -> bool:
     """True for a temporary whose writer died (its pid, on this host, runs no more) or that is over an hour
-    old; a live writer's file, here or on another host sharing the folder, is left alone."""
-    found = re.fullmatch(r"(.+)-(\d+)\.[^.]+\.tmp", tmp.name[len(prefix):])
-    if found and found[1] == _writer_tag().rpartition("-")[0]:
-        return not _is_running(int(found[2]))
+    old (whoever wrote it: a pid is reused after a reboot); a live writer's recent file, here or on another
+    host sharing the folder, is left alone."""
     try:
-        return time.time() - tmp.stat().st_mtime > _STALE_SECONDS
+        if time.time() - tmp.stat().st_mtime > _STALE_SECONDS:
+            return True
     except OSError:
         return False
+    found = re.fullmatch(r"(.+)-(\d+)\.[^.]+\.tmp", tmp.name[len(prefix):])
+    return bool(found and found[1] == _writer_tag().rpartition("-")[0] and not _is_running(int(found[2])))
 
 
 def _remove_stale(folder: Path, prefix: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import contextlib
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,6 +40,8 @@ _METRICS = ("accuracy", "acc")  # Keras logs the metric under the name it was gi
 _KERAS_ONLY = ("sample_weight", "class_weight", "steps", "steps_per_epoch", "validation_steps",
                "validation_batch_size", "validation_freq", "callbacks", "loss_weights", "weighted_metrics",
                "run_eagerly", "steps_per_execution", "jit_compile", "auto_scale_loss")
+# nn.Module.compile's (torch.compile's) options: given alone, compile() passes them on to torch's
+_TORCH_COMPILE_OPTIONS = ("mode", "fullgraph", "dynamic", "backend", "options", "disable")
 KERAS_BATCH_SIZE = 32  # what Keras' fit, evaluate and predict take batch_size=None to mean
 
 
@@ -210,10 +213,16 @@ class KerasFacade:
             lr: learning rate when optimizer is a name.
             label_smoothing: as Keras's CategoricalCrossentropy(label_smoothing=...).
             device: auto (cuda, then mps, then cpu), cpu, cuda or mps.
+
+        Given only torch.compile's options (mode=, fullgraph=, dynamic=, backend=, options=), it is
+        torch's nn.Module.compile instead, which this method would otherwise hide.
         """
         from cnnlab.train.config import OPTIMIZERS, check_choice
         from cnnlab.train.reproduce import pick_device
 
+        if keras_only and set(keras_only) <= set(_TORCH_COMPILE_OPTIONS):
+            # model.compile(mode="max-autotune"): torch's nn.Module.compile, which this method hides
+            return nn.Module.compile(self, **keras_only)
         _refuse_options("compile", keras_only)
         check_choice("loss", loss, _LOSSES)
         metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])  # "accuracy": one name
@@ -373,8 +382,7 @@ class KerasFacade:
         if getattr(self, "built", True) is False or getattr(self, "input_shape", None) is None:
             raise ConfigError("the model has no input shape yet, so it cannot be saved: give Sequential "
                               "input_shape=(C, H, W) or call it on a batch first")
-        # model.json rebuilds a Sequential from its layers, a zoo model from its name and arguments
-        spec = {"sequential": self.to_config()} if hasattr(self, "to_config") else getattr(self, "spec", None)
+        spec = self._model_spec()
         if spec is None:
             raise ConfigError(f"save cannot write a {type(self).__name__} built by hand: make it with "
                               "cnnlab.create_model(name, ...), or train it with cnnlab.train_run")
@@ -397,6 +405,24 @@ class KerasFacade:
         runs.save_weights(path, self)  # the weights first: a model.json is only ever beside its weights
         runs.save_model_json(path, spec, classes, self.input_shape, mean, std)
         return path
+
+    def _model_spec(self) -> dict | None:
+        """model.json's "spec": a Sequential's layers when a layer list rebuilds it, else a zoo model's
+        name and arguments (fastnet's private _Scale layer has no registered name); None for neither."""
+        from cnnlab.model import Sequential
+
+        if hasattr(self, "to_config"):
+            config = self.to_config()
+            try:
+                with warnings.catch_warnings():  # the model's own ShapeWarnings were said when it was built
+                    warnings.simplefilter("ignore")
+                    Sequential.from_config(config)
+                return {"sequential": config}
+            except ConfigError as e:
+                if getattr(self, "spec", None) is None:
+                    raise ConfigError(f"save cannot describe this model as a layer list ({e}); use "
+                                      "registered cnnlab layers, or a zoo model from cnnlab.create_model") from None
+        return getattr(self, "spec", None)
 
     def predict(self, x, batch_size: int | None = None, verbose: int | str = "auto", **keras_only) -> np.ndarray:
         """Class probabilities (N, K) as a NumPy array, as Keras's model.predict: the softmax of the

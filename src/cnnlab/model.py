@@ -126,7 +126,7 @@ class Sequential(KerasFacade, Layer):
             raise ConfigError(f"Sequential takes cnnlab layers (Conv2D, Dense, ...), got "
                               f"{type(layer).__name__} at position {len(self)}; wrap torch modules in a Layer.")
         index = len(self)
-        if layer.given_input_shape is not None:  # Keras' Conv2D(32, 3, input_shape=(1, 28, 28))
+        if getattr(layer, "given_input_shape", None) is not None:  # (absent from layers pickled before it existed)  # Keras' Conv2D(32, 3, input_shape=(1, 28, 28))
             self._take_input_shape(layer, index)
         self.add_module(str(index), layer)
         layer.set_label(f"{self._path}.{index}" if self._path else str(index))

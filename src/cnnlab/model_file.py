@@ -121,7 +121,7 @@ def read_model_config(path) -> tuple[dict, dict[int, int]]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad, PowerShell 5) is not text
     except OSError as err:
         raise ConfigError(f"cannot read model file {path}: {err.strerror}; check the path.") from None
 
