@@ -169,7 +169,7 @@ def test_an_ensemble_folder_points_at_its_members(tmp_path):
 
 
 @pytest.mark.parametrize("edit, words", [
-    ({"input_shape": "1x28x28"}, r"input_shape must be 3 positive whole numbers \(C, H, W\), not \"1x28x28\""),
+    ({"input_shape": "1x28x28"}, r"input_shape must be 3 positive whole numbers \(C, H, W\), or 1 \(F,\) for a model taking vectors, not \"1x28x28\""),
     ({"input_shape": [1, 8, 8.5]}, r"input_shape must be 3 positive whole numbers"),
     ({"mean": 0.5}, r"mean must be a list of numbers, one per channel, not 0.5"),
     ({"std": ["a"]}, r"std must be a list of positive numbers, one per channel, not \[\"a\"\]"),
