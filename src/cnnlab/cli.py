@@ -12,81 +12,14 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
 
 from cnnlab import __version__
+from cnnlab.cli_args import add_train_flags, at_least, attach_matrix_values, choices, shape_type, unrecognized
 from cnnlab.errors import CnnlabError, ConfigError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    """'1x28x28' -> (1, 28, 28)."""
-    try:
-        dims = tuple(int(d) for d in text.lower().replace(",", "x").split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a shape like 1x28x28 (channels x height x width)")
-    if not dims or any(d < 1 for d in dims):
-        raise argparse.ArgumentTypeError(f"'{text}' must be positive sizes like 1x28x28")
-    return dims
-
-
-def _at_least(low: int):
-    """An argparse type: a whole number >= low, else argparse's one-line usage error."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{value} is below {low}: give {low} or more")
-        return value
-
-    return parse
-
-
-def _yaml_value(text: str):
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a YAML value, e.g. '{{flip: true, translate: 2}}'")
-
-
-def _choices(*allowed: str):
-    """An argparse type for a repeatable flag that also takes a comma-separated list:
-    'cpu-epoch,gpu-recipe' -> ['cpu-epoch', 'gpu-recipe'] (use with action='extend')."""
-
-    def parse(text: str) -> list[str]:
-        names = [t.strip() for t in text.split(",") if t.strip()]
-        bad = [t for t in names if t not in allowed]
-        if bad or not names:
-            raise argparse.ArgumentTypeError(f"'{bad[0] if bad else text}' is not one of {', '.join(allowed)}")
-        return names
-
-    return parse
-
-
-def add_train_flags(parser: argparse.ArgumentParser, only: Sequence[str] | None = None) -> None:
-    """One flag per TrainConfig field, or per field in `only` (defaults None, so only flags given
-    override a --config file)."""
-    from cnnlab.train.config import TrainConfig
-
-    types = {"int": int, "float": float, "str": str, "dict": _yaml_value}
-    for name, type_name, default, help_text in TrainConfig.fields_for_cli():
-        if only is not None and name not in only:
-            continue
-        flag = "--" + name.replace("_", "-")
-        shown = f"{help_text} (default: {default})"
-        if type_name == "bool":
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=shown)
-        else:
-            parser.add_argument(flag, dest=name, type=types[type_name], default=None, help=shown,
-                                metavar=type_name.upper())
 
 
 def _train_flags_given(args: argparse.Namespace) -> dict:
@@ -283,13 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("predict", help="top classes with probabilities for image files")
     p.add_argument("run")
     p.add_argument("images", nargs="+")
-    p.add_argument("--top-k", type=_at_least(1), default=3, help="how many classes to list per image")
+    p.add_argument("--top-k", type=at_least(1), default=3, help="how many classes to list per image")
     p.set_defaults(func=cmd_predict)
 
     p = command("summary", help="layer table with output shapes and the arithmetic behind them")
     p.add_argument("model", help="zoo name, model YAML/JSON file, or run directory")
-    p.add_argument("--input", type=_shape, help="input shape CxHxW, e.g. 1x28x28")
-    p.add_argument("--classes", type=_at_least(2), default=None,
+    p.add_argument("--input", type=shape_type, help="input shape CxHxW, e.g. 1x28x28")
+    p.add_argument("--classes", type=at_least(2), default=None,
                    help="output classes for a zoo model (default 10)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_summary)
@@ -301,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["conv", "pool"])
     p.add_argument("--input", help="matrix rows separated by ';', e.g. '0,1,7,5;5,5,6,6;5,3,3,0;1,1,1,2'")
     p.add_argument("--kernel", help="conv filter, same format")
-    p.add_argument("--stride", type=_at_least(1), default=None)
+    p.add_argument("--stride", type=at_least(1), default=None)
     p.add_argument("--padding", default="valid", help="valid, same, or (conv) a number of pixels")
-    p.add_argument("--pool-size", type=_at_least(1), default=None, help="pool: window size (default 2)")
+    p.add_argument("--pool-size", type=at_least(1), default=None, help="pool: window size (default 2)")
     p.add_argument("--mode", choices=["max", "avg", "min"], default=None, help="pool: max (default), avg or min")
     p.set_defaults(func=cmd_explain)
 
@@ -319,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--data", help="take the example images from this dataset instead of the run's own")
     p.add_argument("--data-dir")
-    p.add_argument("--examples", type=_at_least(0), default=4, help="test images shown with feature maps and Grad-CAM")
+    p.add_argument("--examples", type=at_least(0), default=4, help="test images shown with feature maps and Grad-CAM")
     p.set_defaults(func=cmd_report)
 
     p = command("ensemble", help="combine finished runs by averaging probabilities and by vote")
@@ -347,18 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where time-to-accuracy and gpu-recipe train: auto (cuda, then mps, then cpu), cpu "
                         "or cuda; cpu-epoch always measures the CPU, and gpu-recipe needs cuda (else it "
                         "prints a 'skipped' line)")
-    p.add_argument("--runs", type=_at_least(1), default=3,
+    p.add_argument("--runs", type=at_least(1), default=3,
                    help="cpu-epoch: rounds of the three settings; time-to-accuracy and gpu-recipe: seeds")
     p.add_argument("--first-seed", type=int, default=0,
                    help="time-to-accuracy and gpu-recipe run seeds first-seed .. first-seed + runs - 1 "
                         "(continue a series across sittings)")
-    p.add_argument("--which", action="extend", type=_choices("cpu-epoch", "time-to-accuracy", "gpu-recipe"),
+    p.add_argument("--which", action="extend", type=choices("cpu-epoch", "time-to-accuracy", "gpu-recipe"),
                    help="which measurements: cpu-epoch, time-to-accuracy, gpu-recipe (repeatable or "
                         "comma-separated; default all)")
     p.add_argument("--full", action="store_true", help="time whole epochs instead of a fixed number of batches")
     p.add_argument("--batches", type=int, default=150, help="batches timed per epoch measurement (without --full)")
-    p.add_argument("--threads", type=_at_least(1), default=None, help="torch CPU threads (default: one per usable core)")
-    p.add_argument("--recipe", action="extend", type=_choices("fast", "best"),
+    p.add_argument("--threads", type=at_least(1), default=None, help="torch CPU threads (default: one per usable core)")
+    p.add_argument("--recipe", action="extend", type=choices("fast", "best"),
                    help="gpu-recipe: which recipe to measure, fast or best (repeatable or comma-separated; "
                         "default both)")
     p.add_argument("--data-dir", help="folder holding Fashion-MNIST (else the usual places); without the "
@@ -374,38 +307,11 @@ def _is_interruption(error: CnnlabError) -> bool:
     return engine is not None and isinstance(error, engine.TrainingInterrupted)
 
 
-def _unrecognized(parser: argparse.ArgumentParser, command: str | None, extra: list[str]) -> None:
-    """Exit 2 naming the arguments no option took, in the subcommand's usage, with the closest option."""
-    import difflib
-
-    sub = parser
-    if command:
-        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        sub = subparsers.choices[command]
-    options = [o for a in sub._actions for o in a.option_strings]
-    flag = next((e.split("=", 1)[0] for e in extra if e.startswith("-")), None)
-    close = difflib.get_close_matches(flag, options, n=1) if flag else []
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    sub.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
-
-
-def _attach_matrix_values(argv: list[str]) -> list[str]:
-    """`--input -1,2;3,4` -> `--input=-1,2;3,4`: argparse takes a value starting with '-' for an
-    option unless it is a lone negative number, and a filter's first weight is often negative."""
-    out = []
-    for token in argv:
-        if out and out[-1] in ("--input", "--kernel") and token[:1] == "-" and token[1:2] in set("0123456789."):
-            out[-1] = f"{out[-1]}={token}"
-        else:
-            out.append(token)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(_attach_matrix_values(sys.argv[1:] if argv is None else list(argv)))
+    args, extra = parser.parse_known_args(attach_matrix_values(sys.argv[1:] if argv is None else list(argv)))
     if extra:  # said by the subcommand's parser, whose usage lists the options it has
-        _unrecognized(parser, getattr(args, "command", None), extra)
+        unrecognized(parser, getattr(args, "command", None), extra)
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
