@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from cnnlab.atomic import atomic_write
-from cnnlab.errors import CheckpointError
+from cnnlab.errors import CheckpointError, ConfigError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 _FORMAT = "cnnlab-checkpoint"
@@ -99,3 +99,35 @@ def _check_state(state: Any, path: Path) -> None:
         raise bad(f"lacks the training state's '{lacking[0]}'")
     if not all(isinstance(row, dict) and "epoch" in row for row in state["history"]):
         raise bad("has a history row that is not an epoch's figures")
+
+
+def state_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str:
+    """How a saved state_dict differs from a model's: the first 3 missing, unexpected or reshaped
+    entries and how many in all; '' when they fit."""
+    def first(what: str, names: list[str]) -> list[str]:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        return [f"{what} {', '.join(names[:3])}{more}"] if names else []
+
+    missing = [k for k in expected if k not in got]
+    unexpected = [k for k in got if k not in expected]
+    reshaped = [f"{k} {tuple(getattr(got[k], 'shape', ()))} saved, {tuple(t.shape)} here"
+                for k, t in expected.items()
+                if k in got and isinstance(t, torch.Tensor) and getattr(got[k], "shape", None) != t.shape]
+    return "; ".join(first("missing", missing) + first("unexpected", unexpected) +
+                     first("other shapes:", reshaped))
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """ConfigError when the checkpoint's optimizer is another kind than `optimizer` (Adam's state
+    loads into SGD without complaint, and SGD's step then fails on the missing momentum buffer)."""
+    ours = type(optimizer).__name__
+    saved = state.get("optimizer_class")
+    if saved is None:  # a checkpoint from before the class was recorded: compare the hyperparameters
+        groups = state["optimizer"].get("param_groups") or [{}]
+        theirs = set(groups[0] if isinstance(groups[0], dict) else {}) - {"params"}
+        mine = set(optimizer.param_groups[0]) - {"params"}
+        # a torch upgrade only adds keys; another optimizer has keys of its own on both sides
+        saved = "another optimizer" if theirs - mine and mine - theirs else ours
+    if saved != ours:
+        raise ConfigError(f"the checkpoint was trained with {saved}, but this run's optimizer is {ours}: "
+                          "put the optimizer in config.json back, or start a new run")

@@ -20,6 +20,7 @@ from torch import nn
 
 from cnnlab.errors import CheckpointError, CnnlabError, ConfigError, TrainingError
 from cnnlab.outputs import as_logits, ends_in_softmax
+from cnnlab.train.checkpoint import check_optimizer, state_mismatch
 from cnnlab.train.regularize import ModelEMA, regularization_loss, regularizing_modules
 from cnnlab.train.reproduce import pick_device, rng_state, seed_everything, set_rng_state  # noqa: F401 (re-exported)
 
@@ -61,22 +62,6 @@ def _correct(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Number of argmax hits; y is class indices (B,) or soft/one-hot targets (B, K)."""
     target = y.argmax(1) if y.ndim == 2 else y
     return (out.argmax(1) == target).sum()
-
-
-def _state_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str:
-    """How a saved state_dict differs from a model's: the first 3 missing, unexpected or reshaped
-    entries and how many in all; '' when they fit."""
-    def first(what: str, names: list[str]) -> list[str]:
-        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
-        return [f"{what} {', '.join(names[:3])}{more}"] if names else []
-
-    missing = [k for k in expected if k not in got]
-    unexpected = [k for k in got if k not in expected]
-    reshaped = [f"{k} {tuple(getattr(got[k], 'shape', ()))} saved, {tuple(t.shape)} here"
-                for k, t in expected.items()
-                if k in got and isinstance(t, torch.Tensor) and getattr(got[k], "shape", None) != t.shape]
-    return "; ".join(first("missing", missing) + first("unexpected", unexpected) +
-                     first("other shapes:", reshaped))
 
 
 def _new_partial() -> dict[str, Any]:
@@ -349,12 +334,12 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a state_dict(): the next fit() continues at the same epoch, batch and RNG draw."""
         inner = getattr(self.model, "_orig_mod", self.model)
-        mismatch = _state_mismatch(inner.state_dict(), state["model"])
+        mismatch = state_mismatch(inner.state_dict(), state["model"])
         if mismatch:
             raise CheckpointError(f"the checkpoint's weights do not fit this model ({mismatch}): it was "
                                   "saved by another model or config; resume with the run's own "
                                   "checkpoint.pt")
-        self._check_optimizer(state)
+        check_optimizer(self.optimizer, state)
         try:
             inner.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -381,21 +366,6 @@ class Trainer:
             if key in state["callbacks"] and hasattr(cb, "load_state_dict"):
                 cb.load_state_dict(state["callbacks"][key])
         set_rng_state(state["rng"])
-
-    def _check_optimizer(self, state: dict[str, Any]) -> None:
-        """ConfigError when the checkpoint's optimizer is another kind than this trainer's (Adam's state
-        loads into SGD without complaint, and SGD's step then fails on the missing momentum buffer)."""
-        ours = type(self.optimizer).__name__
-        saved = state.get("optimizer_class")
-        if saved is None:  # a checkpoint from before the class was recorded: compare the hyperparameters
-            groups = state["optimizer"].get("param_groups") or [{}]
-            theirs = set(groups[0] if isinstance(groups[0], dict) else {}) - {"params"}
-            mine = set(self.optimizer.param_groups[0]) - {"params"}
-            # a torch upgrade only adds keys; another optimizer has keys of its own on both sides
-            saved = "another optimizer" if theirs - mine and mine - theirs else ours
-        if saved != ours:
-            raise ConfigError(f"the checkpoint was trained with {saved}, but this run's optimizer is {ours}: "
-                              "put the optimizer in config.json back, or start a new run")
 
     @staticmethod
     def _cb_key(i: int, cb: Any) -> str:
