@@ -465,3 +465,17 @@ def test_config_fields_for_cli_cover_every_field_with_help():
     assert by_name["lr"][1:3] == ("float", 1e-3) and by_name["grad_clip"][1:3] == ("float", None)
     assert by_name["nesterov"][1] == "bool" and by_name["augment"][1] == "dict"
     assert all(r[3] for r in rows)
+
+
+def test_kerass_early_stopping_and_plateau_arguments():
+    es = EarlyStopping(monitor="val_accuracy", patience=1, mode="min", baseline=0.5, verbose=1)
+    assert es.mode == "min" and es.best == 0.5  # mode given wins over the name; the baseline is to beat
+    t = SimpleNamespace(model=nn.Linear(2, 2), ema=None, stop_training=False, val_batches=[], epoch=0)
+    es.on_train_begin(t, {})
+    es.on_epoch_end(t, {"epoch": 1, "val_acc": 0.6})  # not below the baseline 0.5: no improvement
+    assert t.stop_training and "never better than the baseline 0.5000" in t.stop_reason
+    ReduceLROnPlateau(verbose=1, mode="auto")
+    with pytest.raises(ConfigError, match="does not take Keras' start_from_epoch="):
+        EarlyStopping(start_from_epoch=3)
+    with pytest.raises(ConfigError, match="mode must be 'auto', 'min' or 'max'"):
+        ReduceLROnPlateau(mode="lower")

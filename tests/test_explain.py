@@ -294,3 +294,40 @@ def test_small_settings_read_as_written_and_small_values_are_not_zero():
     assert fmt(3e-05, exact=True) == "3e-05" and fmt(0.99995, exact=True) == "0.99995"
     assert fmt(3e-05) == "3.000e-05" and fmt(0.41234) == "0.4123" and fmt(0.0) == "0.0000"
     assert fmt([0.5, 1e-4], exact=True) == "(0.5, 0.0001)"
+
+
+def test_curves_take_what_fit_returns_and_its_keras_dict():
+    from cnnlab.train.engine import History
+
+    fitted = History(HISTORY)
+    for given in (fitted, fitted.history):  # model.fit's result, and history.history as the lecture plots it
+        ax_loss, _ = curves_figure(given).axes
+        lines = {ln.get_label(): ln for ln in ax_loss.get_lines()}
+        assert lines["train"].get_xdata().tolist() == [1, 2, 3, 4]
+        np.testing.assert_allclose(lines["validation"].get_ydata(), [r["val_loss"] for r in HISTORY])
+
+
+def test_maps_and_grad_cam_take_a_uint8_image_as_the_dataset_holds_it():
+    from cnnlab.explain.gradcam import grad_cam
+
+    model = tiny_cnn()
+    model.input_mean, model.input_std = (0.5,), (0.25,)  # as cnnlab.load_model gives them
+    x, _ = tiny_data(1)
+    as_trained = (x[0].float() / 255 - 0.5) / 0.25
+    got, want = feature_maps(model, x[0]), feature_maps(model, as_trained)
+    assert all(torch.equal(got[k].pre, want[k].pre) for k in want)
+    assert torch.equal(grad_cam(model, x[0]).cam, grad_cam(model, as_trained).cam)
+    with pytest.raises(Exception, match="uint8 or float image"):
+        feature_maps(model, x[0].long())
+
+
+def test_filters_figure_takes_a_cnnlab_conv2d():
+    from cnnlab.layers import Conv2D
+
+    layer = Conv2D(4, 3)
+    layer.build((1, 8, 8))
+    shown, torchs = filters_figure(layer), filters_figure(layer.conv)  # the layer, and the nn.Conv2d it holds
+    tiles = [ax for ax in shown.axes if _images(ax)]  # one tile per filter, and a colour bar
+    assert len(tiles) == 4 and len(shown.axes) == len(torchs.axes)
+    for a, b in zip(tiles, torchs.axes):
+        np.testing.assert_array_equal(_images(a)[0], _images(b)[0])

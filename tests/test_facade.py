@@ -466,3 +466,11 @@ def test_compile_with_only_torch_compile_options_is_torchs(tmp_path):
     assert net._compiled_call_impl is not None
     with pytest.raises(ConfigError, match="has no option modes="):
         net.compile(modes="default")
+
+
+def test_compile_takes_kerass_learning_rate():
+    model = cnnlab.Sequential([Flatten(), Dense(3)], input_shape=(1, 4, 4))
+    model.compile(optimizer="SGD", learning_rate=0.05)
+    x, y = np.zeros((4, 1, 4, 4), np.float32), np.arange(4) % 3
+    model.fit(x, y, epochs=1, verbose=0)
+    assert model._optimizer.param_groups[0]["lr"] == 0.05

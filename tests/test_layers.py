@@ -317,3 +317,20 @@ def test_float_arguments_take_numbers_and_numeric_strings():
         LocalResponseNorm(k=[2])
     with pytest.raises(ConfigError, match=r"^kernel_regularizer l2 must be a number"):
         Dense(2, kernel_regularizer={"l2": "lots"})
+
+
+def test_calling_a_layer_on_an_input_layer_says_there_is_no_functional_api():
+    from cnnlab.errors import ConfigError
+    from cnnlab.layers import Input
+
+    with pytest.raises(ConfigError, match="cnnlab has no Keras functional API"):
+        Conv2D(8, 3)(Input((1, 28, 28)))
+
+
+def test_a_window_narrower_than_its_stride_is_not_warned_about(recwarn):
+    # ResNet's 1x1 stride-2 shortcut skips every other row by design, the last one among them
+    layer = Conv2D(8, 1, strides=2)
+    assert layer.build((4, 28, 28)) == (8, 14, 14)
+    assert not [w for w in recwarn if issubclass(w.category, ShapeWarning)]
+    with pytest.warns(ShapeWarning, match="never reaches the last 1 row"):
+        Conv2D(8, 2, strides=2).build((4, 29, 28))  # a 2-wide window that misses row 28

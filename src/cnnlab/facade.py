@@ -44,7 +44,7 @@ class KerasFacade:
 
     def compile(self, optimizer: str | torch.optim.Optimizer = "adam", loss: str = "sparse_categorical_crossentropy",
                 metrics: Sequence[str] | str | None = ("accuracy",), *, lr: float = 1e-3, label_smoothing: float = 0.0,
-                device: str = "auto", **keras_only) -> None:
+                device: str = "auto", learning_rate: float | None = None, **keras_only) -> None:
         """Choose the optimizer and loss, as Keras's model.compile.
 
         Args:
@@ -53,7 +53,7 @@ class KerasFacade:
                 self.parameters().
             loss: sparse_categorical_crossentropy (labels are indices) or categorical_crossentropy (one-hot).
             metrics: accuracy is always tracked; ["acc"] names it acc and val_acc in the history, as Keras does.
-            lr: learning rate when optimizer is a name.
+            lr: learning rate when optimizer is a name (learning_rate=, Keras' optimizers' name for it, too).
             label_smoothing: as Keras's CategoricalCrossentropy(label_smoothing=...).
             device: auto (cuda, then mps, then cpu), cpu, cuda or mps.
 
@@ -67,6 +67,7 @@ class KerasFacade:
             # model.compile(mode="max-autotune"): torch's nn.Module.compile, which this method hides
             return nn.Module.compile(self, **keras_only)
         refuse_options(KerasFacade.compile, keras_only)
+        lr = lr if learning_rate is None else learning_rate
         check_choice("loss", loss, _LOSSES)
         metrics = [metrics] if isinstance(metrics, str) else list(metrics or [])  # "accuracy": one name
         for m in metrics:

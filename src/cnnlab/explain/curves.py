@@ -51,17 +51,32 @@ def _series(rows: Sequence[dict], key: str) -> tuple[list[float], list[float]]:
     return xs, ys
 
 
+def _as_rows(history) -> Sequence[dict]:
+    """History rows from rows, a History (model.fit's result) or Keras' dict {"loss": [...], ...}."""
+    if hasattr(history, "rows"):
+        return history.rows
+    if isinstance(history, dict):  # history.history: per-metric lists, epochs counted from 1
+        column = {"loss": "train_loss", "accuracy": "train_acc", "acc": "train_acc",
+                  "val_loss": "val_loss", "val_accuracy": "val_acc", "val_acc": "val_acc"}
+        n = max((len(v) for v in history.values()), default=0)
+        return [{"epoch": i + 1, **{column[k]: v[i] for k, v in history.items() if k in column and i < len(v)}}
+                for i in range(n)]
+    return history
+
+
 def curves_figure(history_rows: Sequence[dict], title: str | None = None) -> Figure:
     """Loss (left) and accuracy (right) per epoch, train vs validation, best val accuracy marked.
 
     Args:
         history_rows: dicts with epoch, train_loss, train_acc and optionally val_loss, val_acc
-            (numbers or numeric strings, accuracy as a fraction), e.g. runs' history rows.
+            (numbers or numeric strings, accuracy as a fraction), e.g. runs' history rows; or what
+            model.fit returns (a History), or its Keras dict history.history.
         title: optional figure title (the run name).
 
     Returns:
         A 10 x 4 inch Figure with two Axes; its lines are labelled 'train' and 'validation'.
     """
+    history_rows = _as_rows(history_rows)
     if not history_rows:
         raise DataFormatError("curves_figure got no history rows; train at least one epoch first.")
     if any("epoch" not in r for r in history_rows):

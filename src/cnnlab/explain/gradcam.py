@@ -60,7 +60,8 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
 
     Args:
         model: any classifier returning logits (1, K), or probabilities if it ends in softmax.
-        x: one normalised image (C, H, W) or (1, C, H, W) on the model's device.
+        x: one image (C, H, W) or (1, C, H, W) on the model's device: float and normalised as in
+            training, or uint8 as the dataset holds it (then scaled and normalised here).
         target_layer: a module path from named_modules() whose output is (1, C, h, w); default the
             last convolution (for a cnnlab Conv2D, its activation map).
         class_index: the class to explain; default the predicted one.
@@ -68,7 +69,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
     Returns:
         GradCam(cam (H, W) in [0, 1], class_index, probs (K,)).
     """
-    x = _as_batch(x)
+    x = _as_batch(x, model)
     _, module = _target_module(model, target_layer)
     grabbed: list[torch.Tensor] = []
 

@@ -78,12 +78,21 @@ def conv_weight(model: nn.Module, name: str) -> torch.Tensor:
     return resolve_conv(model, name)[2].weight.detach().cpu()
 
 
-def _as_batch(x: torch.Tensor) -> torch.Tensor:
+def _as_batch(x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+    """(1, C, H, W) float: a uint8 image as the dataset holds it is scaled to [0, 1], then normalised
+    as the model was trained (input_mean / input_std of a loaded run, as the facade does)."""
+    x = torch.as_tensor(x)
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[0] != 1:
         raise DataFormatError(f"Expected one image (C, H, W) or (1, C, H, W), got shape "
                               f"{tuple(x.shape)}; pass a single normalised image.")
+    if x.dtype == torch.uint8:
+        from cnnlab.facade_inputs import normalise
+
+        x = normalise(model, x.float() / 255.0)
+    elif not x.is_floating_point():
+        raise DataFormatError(f"Expected a uint8 or float image, got {x.dtype}; convert it with .float()")
     return x
 
 
@@ -92,14 +101,15 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
 
     Args:
         model: any nn.Module; run in eval mode, its mode restored afterwards.
-        x: one normalised image, (C, H, W) or (1, C, H, W), on the model's device.
+        x: one image, (C, H, W) or (1, C, H, W), on the model's device: float and normalised as in
+            training, or uint8 as the dataset holds it (then scaled and normalised here).
         layers: layer names from conv_layers(model) (or module paths ending in .conv); None for
             all.
 
     Returns:
         {name: LayerMaps(pre (C, H, W), post (C, H, W), assumed)} on the CPU, in layer order.
     """
-    x = _as_batch(x)
+    x = _as_batch(x, model)
     names = conv_layers(model) if layers is None else list(layers)
     targets = [resolve_conv(model, n) for n in names]
     captured: dict[int, torch.Tensor] = {}  # id(module) -> first output, image 0
@@ -213,12 +223,14 @@ def filters_figure(conv_weight, rgb: bool = False, title: str | None = None, *,
     a tile on a shared red (+) / blue (-) scale centred at zero, so sizes compare across tiles.
 
     Args:
-        conv_weight: (out, in, kh, kw) tensor, or an nn.Conv2d.
+        conv_weight: (out, in, kh, kw) tensor, an nn.Conv2d, or a cnnlab Conv2D layer.
         rgb: show 3-input-channel filters in colour.
         title: figure title.
         max_filters: at most this many output filters (rows, or tiles in the RGB/1-input view).
         max_inputs: at most this many input channels per filter (columns).
     """
+    if isinstance(getattr(conv_weight, "conv", None), nn.Conv2d):  # cnnlab's Conv2D holds torch's as .conv
+        conv_weight = conv_weight.conv
     w = conv_weight.weight if isinstance(conv_weight, nn.Conv2d) else conv_weight
     w = torch.as_tensor(w).detach().cpu().float()
     if w.dim() != 4:

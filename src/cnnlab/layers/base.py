@@ -208,6 +208,10 @@ class Layer(nn.Module, metaclass=_LayerType):
 
     def ensure_built(self, x: torch.Tensor) -> None:
         """Fallback for layers used outside Sequential: build from the first batch's shape."""
+        if not isinstance(x, torch.Tensor):  # Keras' functional style: Conv2D(32, 3)(Input(...))
+            raise ConfigError(f"{type(self).__name__} was called on a {type(x).__name__}, not a batch of images: "
+                              "cnnlab has no Keras functional API; list the layers in "
+                              "cnnlab.Sequential([...], input_shape=(C, H, W)) instead")
         if not self.built:
             self.build(tuple(x.shape[1:]))
             self.to(x.device)

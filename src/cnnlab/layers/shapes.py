@@ -131,7 +131,9 @@ def explicit_padding(padding, what: str):
 def check_windows(label: str, input_shape, wins, fix: str, padding=None) -> None:
     """Raise ShapeError when an output is below 1; warn (ShapeWarning) when rows/columns are dropped.
 
-    No warning for padding='same': TensorFlow's rule skips pixels only when the user chose S > FH.
+    No warning for padding='same': TensorFlow's rule skips pixels only when the user chose S > FH;
+    nor for a window narrower than its stride (ResNet's 1x1 stride-2 shortcut), which skips pixels
+    between windows by design, the last ones among them.
     """
     for w in wins:
         if w.out < 1:
@@ -140,10 +142,10 @@ def check_windows(label: str, input_shape, wins, fix: str, padding=None) -> None
                 f"{label} gets {shape_str(input_shape)}: {w.equation()} "
                 f"{what}{w.dilation_note()}; {fix}"
             )
-    dropped = [(w.dropped, "row" if w.dim == "H" else "column") for w in wins if w.dropped]
+    dropped = [(w.dropped, "row" if w.dim == "H" else "column") for w in wins if w.dropped and w.span >= w.stride]
     if dropped and padding != "same":
         parts = " and ".join(f"the last {n} {name}{'s' if n > 1 else ''}" for n, name in dropped)
-        arith = "; ".join(w.formula() for w in wins if w.dropped)
+        arith = "; ".join(w.formula() for w in wins if w.dropped and w.span >= w.stride)
         warnings.warn(
             f"{label} gets {shape_str(input_shape)} and never reaches {parts} ({arith}, not a whole "
             "number); use padding='same' or an input size that fits the windows.",

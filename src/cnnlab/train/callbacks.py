@@ -48,7 +48,11 @@ class _Monitor(Callback):
     do), except right after load_state_dict: a resumed run keeps the state it saved.
     """
 
-    def __init__(self, monitor: str, min_delta: float) -> None:
+    def __init__(self, monitor: str, min_delta: float, mode: str = "auto", keras_only: dict | None = None) -> None:
+        if keras_only:  # Keras arguments cnnlab has no use for, e.g. start_from_epoch
+            raise ConfigError(f"{type(self).__name__} does not take Keras' {next(iter(keras_only))}=: leave it out")
+        if mode not in ("auto", "min", "max"):
+            raise ConfigError(f"{type(self).__name__} mode must be 'auto', 'min' or 'max', got {mode!r}")
         if monitor not in _COLUMN:
             near = closest(monitor, _COLUMN)
             hint = f"did you mean {near}? " if near else ""
@@ -56,7 +60,7 @@ class _Monitor(Callback):
                               f"{', '.join(_COLUMN)}")
         self.monitor, self.min_delta = monitor, abs(min_delta)
         self.column = _COLUMN[monitor]
-        self.mode = "min" if "loss" in monitor else "max"
+        self.mode = ("min" if "loss" in monitor else "max") if mode == "auto" else mode
         self._resumed = False
         self.reset()
 
@@ -95,20 +99,28 @@ class EarlyStopping(_Monitor):
     """
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
-                 restore_best: bool = True, *, restore_best_weights: bool | None = None) -> None:
+                 restore_best: bool = True, *, restore_best_weights: bool | None = None, mode: str = "auto",
+                 baseline: float | None = None, verbose: int = 0, **keras_only) -> None:
         """Args:
             monitor: val_loss | val_accuracy | loss | accuracy (acc, val_acc too; or a history column name).
             patience: epochs without improvement before stopping.
             min_delta: smallest change that counts as an improvement.
             restore_best: end with the best epoch's weights.
             restore_best_weights: Keras' name for restore_best; when given, it decides.
+            mode: 'min' or 'max' (whether lower or higher is better); 'auto' infers it from the name.
+            baseline: as Keras', a value the metric must beat: until it does, epochs count as
+                without improvement.
+            verbose: taken for Keras' sake; the progress display always says why training stopped.
         """
-        super().__init__(monitor, min_delta)
+        self.baseline = baseline  # before reset(), which the base class calls
+        super().__init__(monitor, min_delta, mode, keras_only)
         self.patience = patience
         self.restore_best = restore_best if restore_best_weights is None else restore_best_weights
 
     def reset(self) -> None:
         super().reset()
+        if self.baseline is not None:
+            self.best = float(self.baseline)
         self.best_epoch = 0
         self.stopped_epoch = 0
         self.best_state: dict | None = None
@@ -126,9 +138,10 @@ class EarlyStopping(_Monitor):
             self.stopped_epoch = logs["epoch"]
             trainer.stop_training = True
             kept = f"; the weights of epoch {self.best_epoch} are kept" if self.restore_best and self.best_epoch else ""
+            best = (f"best {self.best:.4f} at epoch {self.best_epoch}" if self.best_epoch
+                    else f"never better than the baseline {self.best:.4f}")
             trainer.stop_reason = (f"early stopping: {self.monitor} has not improved for {self.wait} "
-                                   f"epoch{'s' if self.wait != 1 else ''} (best {self.best:.4f} at epoch "
-                                   f"{self.best_epoch}){kept}")
+                                   f"epoch{'s' if self.wait != 1 else ''} ({best}){kept}")
 
     def on_train_end(self, trainer: Any, logs: dict) -> None:
         if self.restore_best and self.best_state is not None and self.best_epoch != trainer.epoch:
@@ -162,7 +175,8 @@ class ReduceLROnPlateau(_Monitor):
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 3,
-                 min_delta: float = 0.0, min_lr: float = 0.0, cooldown: int = 0) -> None:
+                 min_delta: float = 0.0, min_lr: float = 0.0, cooldown: int = 0, *, mode: str = "auto",
+                 verbose: int = 0, **keras_only) -> None:
         """Args:
             monitor: val_loss | val_accuracy | loss | accuracy.
             factor: lr multiplier on a plateau (0 < factor < 1).
@@ -170,8 +184,10 @@ class ReduceLROnPlateau(_Monitor):
             min_delta: smallest change that counts as an improvement.
             min_lr: the lr never goes below this.
             cooldown: epochs to wait after a reduction before counting again.
+            mode: 'min' or 'max'; 'auto' infers it from the name.
+            verbose: taken for Keras' sake; the lr column of the history shows each reduction.
         """
-        super().__init__(monitor, min_delta)
+        super().__init__(monitor, min_delta, mode, keras_only)
         if not 0.0 < factor < 1.0:
             raise ConfigError(f"plateau factor must be in (0, 1), got {factor}: try 0.1 or 0.5")
         self.factor, self.patience, self.min_lr, self.cooldown = factor, patience, min_lr, cooldown
