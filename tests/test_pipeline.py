@@ -378,3 +378,34 @@ def test_resuming_a_finished_run_whose_metrics_json_is_not_an_object_says_so(tmp
     (first.run_dir / "metrics.json").write_text("[]")
     with pytest.raises(CheckpointError, match="is not a JSON object of figures"):
         pipeline.resume(first.run_dir)
+
+
+def _flat_folder(root: Path, per_class: int = 20) -> Path:
+    """Real Fashion-MNIST images in three class folders, with no train/ or test/: cnnlab splits it."""
+    from PIL import Image
+
+    data = cnnlab.load_dataset("fashion-mnist-mini")
+    for label in (0, 1, 7):
+        folder = root / data.classes[label].replace("/", "-")
+        folder.mkdir(parents=True)
+        for i, image in enumerate(data.x_train[data.y_train == label][:per_class]):
+            Image.fromarray(image[0].numpy()).save(folder / f"{i}.png")
+    return root
+
+
+def test_an_ensembles_members_share_a_folders_test_split(tmp_path):
+    folder = _flat_folder(tmp_path / "flat")
+    result = pipeline.train(TrainConfig(data=f"folder:{folder}", epochs=1, batch_size=16, seed=3, ensemble=2,
+                                        val_split=0.0, out=str(tmp_path / "runs")))
+    members = [json.loads((result.run_dir / m / "config.json").read_text()) for m in ("member-1", "member-2")]
+    assert [m["seed"] for m in members] == [3, 4] and [m["split_seed"] for m in members] == [3, 3]
+    own = json.loads((result.run_dir / "member-2" / "metrics.json").read_text())["test_accuracy"]
+    assert result.metrics["member_results"][1]["accuracy"] == own  # scored on the test set it was tested on
+    # two runs split with different seeds cannot be combined: one's test images are the other's training
+    one, two = (pipeline.train(TrainConfig(data=f"folder:{folder}", epochs=1, batch_size=16, seed=s, val_split=0.0,
+                                           out=str(tmp_path / f"single{s}"))) for s in (0, 1))
+    from cnnlab.ensemble_run import combine_runs
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"different seeds \(0, 1\)"):
+        combine_runs([one.run_dir, two.run_dir])

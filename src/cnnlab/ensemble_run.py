@@ -74,7 +74,9 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
                 members.append(pipeline.resume(member_dir, callbacks=callbacks, epochs=epochs,
                                                say_finished=False))
             else:  # not begun, or stopped before its first checkpoint: from the start
-                members.append(pipeline.train(cfg.replace(seed=cfg.seed + i, ensemble=1),
+                # one train/test split for all: a folder without test/ is split by split_seed
+                member = cfg.replace(seed=cfg.seed + i, ensemble=1, split_seed=pipeline.split_seed(cfg.to_dict()))
+                members.append(pipeline.train(member,
                                               callbacks=callbacks, on_download=on_download,
                                               run_dir=member_dir))
         except TrainingInterrupted as stop:  # resume the ensemble, not the member alone
@@ -84,6 +86,25 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
     report, _ = combine_runs([m.run_dir for m in members], out=root)
     runs.mark_complete(root)
     return pipeline.TrainResult(root, members[-1].history, report)
+
+
+def _check_one_split(loaded: Sequence[runs.Run]) -> None:
+    """ConfigError when runs split one folder without test/ into train and test by different seeds:
+    the first run's test images, which score them all, would be others' training images."""
+    from cnnlab.pipeline import split_seed
+
+    folders = {run.config.get("data") for run in loaded}
+    spec = next(iter(folders))
+    if len(folders) != 1 or not str(spec).startswith("folder:"):
+        return
+    if (Path(spec.removeprefix("folder:")) / "test").is_dir():
+        return  # its own test/ folder: the same test set whatever the seed
+    seeds = sorted({split_seed(run.config) for run in loaded})
+    if len(seeds) > 1:
+        raise ConfigError(f"these runs split {spec.removeprefix('folder:')} into train and test with different "
+                          f"seeds ({', '.join(map(str, seeds))}), so one's test images are another's training "
+                          "images; combine runs trained with one --split-seed (an --ensemble run's members "
+                          "share it), or give the folder a test/ subfolder")
 
 
 def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None,
@@ -101,6 +122,8 @@ def member_probabilities(run_dirs: Sequence[str | Path], data: str | None = None
         if list(run.classes) != list(first.classes):
             raise ConfigError(f"{run.path} predicts classes {run.classes[:3]}... but {first.path} "
                               f"predicts {first.classes[:3]}...: ensemble runs trained on the same classes")
+    if data is None:
+        _check_one_split(loaded)
     # one test set for all, located as the first run's (its --data-dir too): loaded once per input shape
     by_shape: dict[tuple, object] = {}
     names, probs, y = [], [], None

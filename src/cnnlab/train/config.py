@@ -113,6 +113,9 @@ class TrainConfig:
     val_split: float = _f(0.1, "fraction of the training set held out for validation")
     # reproducibility and hardware
     seed: int = _f(0, "seed for torch, numpy, python and the data order")
+    split_seed: int | None = _f(None, "seed of the train/test split of a folder dataset without test/ "
+                                      "(default: seed; an ensemble's members share the first's, so none is "
+                                      "tested on another's training images)")
     deterministic: bool = _f(False, "use torch's deterministic algorithms (slower on GPU)")
     device: str = _f("auto", "device: auto (cuda, then mps, then cpu), cpu, cuda, mps")
     precision: str = _f("fp32", "fp32 or bf16 (autocast)")
