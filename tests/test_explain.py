@@ -331,3 +331,27 @@ def test_filters_figure_takes_a_cnnlab_conv2d():
     assert len(tiles) == 4 and len(shown.axes) == len(torchs.axes)
     for a, b in zip(tiles, torchs.axes):
         np.testing.assert_array_equal(_images(a)[0], _images(b)[0])
+
+
+def test_the_activation_map_of_a_conv_feeding_a_residual_add_is_relu_of_its_norm_not_the_blocks_output():
+    from cnnlab import zoo
+
+    torch.manual_seed(0)
+    model = zoo.create("resnet18", num_classes=10, in_channels=1, input_size=(28, 28)).eval()
+    x = torch.randn(1, 1, 28, 28)
+    seen = {}
+    def keep(name):
+        def hook(module, inputs, out):
+            seen[name] = out[0].detach().clone()  # (returning nothing: a hook's return value replaces the output)
+        return hook
+
+    hooks = [dict(model.named_modules())[n].register_forward_hook(keep(n)) for n in ("layer1.0.bn2", "layer1.0")]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    maps = feature_maps(model, x, ["layer1.0.conv2", "layer1.0.conv1"])
+    block = maps["layer1.0.conv2"]  # conv2 -> bn2 -> (+ identity) -> ReLU: the add comes between
+    assert block.assumed and torch.allclose(block.post, torch.relu(seen["layer1.0.bn2"]))
+    assert not torch.allclose(block.post, seen["layer1.0"])  # not the block's output, ReLU(bn2 + identity)
+    assert not maps["layer1.0.conv1"].assumed  # conv1 -> bn1 -> ReLU: a real activation module

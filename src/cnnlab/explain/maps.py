@@ -113,14 +113,16 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
     names = conv_layers(model) if layers is None else list(layers)
     targets = [resolve_conv(model, n) for n in names]
     captured: dict[int, torch.Tensor] = {}  # id(module) -> first output, image 0
-    events: list[tuple[nn.Module, torch.Tensor]] = []  # leaf calls in execution order
+    # leaf calls in execution order: (module, its output's image 0, the input tensor, the output tensor);
+    # the tensors themselves, to tell whether a module was fed the one before's output
+    events: list[tuple[nn.Module, torch.Tensor, torch.Tensor | None, torch.Tensor]] = []
 
-    def keep(module, _inputs, out):
+    def keep(module, inputs, out):
         if torch.is_tensor(out) and out.dim() == 4:
             t = out[0].detach().clone()  # clone: a later in-place ReLU would overwrite it
             captured.setdefault(id(module), t)
             if not list(module.children()):
-                events.append((module, t))
+                events.append((module, t, inputs[0] if inputs and torch.is_tensor(inputs[0]) else None, out))
 
     hooked = {id(m): m for _, w, c in targets for m in (w, c)}
     if not all(_activates(w) for _, w, _ in targets):  # watch every leaf to find what follows
@@ -150,15 +152,16 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
 
 
 def _following_activation(events, conv, pre) -> tuple[torch.Tensor, bool]:
-    """The output of the activation module that runs after conv (skipping norms and identities),
-    or ReLU."""
-    i = next(i for i, (m, _) in enumerate(events) if m is conv)
-    last = pre
-    for m, t in events[i + 1:]:
-        if t.shape != pre.shape:
+    """The output of the activation module that runs on conv's output (through norms and identities
+    fed one by the other), or ReLU of that output, assumed, when something else comes between: a
+    residual add (ResNet's bn2 + identity), a pooling, a functional F.relu."""
+    i = next(i for i, event in enumerate(events) if event[0] is conv)
+    last, fed = pre, events[i][3]  # fed: the tensor the next module must take for the chain to go on
+    for m, t, inp, out in events[i + 1:]:
+        if inp is not fed or t.shape != pre.shape:
             break
         if isinstance(m, (*NORMS, nn.Identity)):
-            last = t
+            last, fed = t, out
             continue
         if isinstance(m, ACTIVATIONS):
             return t, False
