@@ -481,6 +481,10 @@ def test_inspect_refuses_before_writing_and_replaces_an_earlier_inspection(train
     assert code == 0, err
     assert {p.name for p in out.iterdir()} == {"features_2.png", "activations_2.png", "filters_2.png",
                                                "gradcam.png"} < everything | {"gradcam.png"}
+    a_file = tmp_path / "notes.png"
+    a_file.write_bytes(b"not a folder")
+    code, _, err = run_cli(capsys, "inspect", str(trained_run), str(image), "--out", str(a_file))
+    assert code == 2 and "it is a file" in _error_line(err) and a_file.read_bytes() == b"not a folder"
 
 
 def test_explain_takes_a_matrix_starting_with_a_negative_number(capsys):

@@ -180,3 +180,16 @@ def test_a_conv2d_path_and_its_conv_are_different_layers_to_explain():
     assert not torch.allclose(wrapper.cam, conv.cam)
     assert torch.equal(conv.cam, grad_cam(model, x, "1.conv", 0).cam)  # deterministic
     assert (acts["pre"] < 0).any()  # the conv output has what the ReLU removes
+
+
+def test_the_default_layer_is_the_last_convolution_with_more_than_one_pixel():
+    from cnnlab import zoo
+    from cnnlab.explain.gradcam import gradcam_layer
+
+    torch.manual_seed(0)
+    lenet = zoo.create("lenet5", num_classes=10, in_channels=1, input_size=(32, 32)).eval()
+    x = torch.rand(1, 1, 32, 32)
+    assert gradcam_layer(lenet, x) == "features.2"  # C5 (features.4) is 120x1x1
+    cam = grad_cam(lenet, x).cam
+    assert torch.equal(cam, grad_cam(lenet, x, "features.2").cam)
+    assert cam.max() == 1.0 and cam.min() < 1.0  # a map with places, not one flat value

@@ -4,7 +4,7 @@ the one-page run report. Every picture function returns a matplotlib Figure (Agg
 from cnnlab.explain.confusion import confusion_figure, top_losses_figure
 from cnnlab.explain.curves import curves_figure, read_history, save_curves
 from cnnlab.explain.figures import save_figure
-from cnnlab.explain.gradcam import GradCam, grad_cam, gradcam_figure
+from cnnlab.explain.gradcam import GradCam, grad_cam, gradcam_figure, gradcam_layer
 from cnnlab.explain.inspect import inspect_image
 from cnnlab.explain.maps import (LayerMaps, conv_layers, feature_maps, filters_figure,
                                  maps_figure)
@@ -12,7 +12,7 @@ from cnnlab.explain.report import write_report
 
 __all__ = [
     "GradCam", "LayerMaps", "confusion_figure", "conv_layers", "curves_figure", "feature_maps",
-    "filters_figure", "grad_cam", "gradcam_figure", "inspect_image",
+    "filters_figure", "grad_cam", "gradcam_figure", "gradcam_layer", "inspect_image",
     "maps_figure", "read_history", "save_curves", "save_figure", "top_losses_figure",
     "write_report",
 ]

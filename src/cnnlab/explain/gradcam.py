@@ -33,22 +33,51 @@ class GradCam(NamedTuple):
     probs: torch.Tensor     # (K,) softmax probabilities of the image, CPU
 
 
-def _target_module(model: nn.Module, name: str | None) -> tuple[str, nn.Module]:
+def _spatial_sizes(model: nn.Module, modules: list[nn.Module], x: torch.Tensor) -> list[int]:
+    """h * w of each module's (1, C, h, w) output for x, from one forward pass (0: no such output)."""
+    sizes: dict[int, int] = {}
+
+    def keep(module, _inputs, out):
+        if torch.is_tensor(out) and out.dim() == 4:
+            sizes.setdefault(id(module), out.shape[-2] * out.shape[-1])
+
+    handles = [m.register_forward_hook(keep) for m in modules]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    return [sizes.get(id(m), 0) for m in modules]
+
+
+def _target_module(model: nn.Module, name: str | None, x: torch.Tensor) -> tuple[str, nn.Module]:
     """The module whose output is explained: the one named (a cnnlab Conv2D's path: its activation
-    map; "path.conv": its convolution's output), default the last convolution's activation map."""
+    map; "path.conv": its convolution's output), default the activation map of the last convolution
+    whose output is larger than 1x1 (LeNet-5's C5 is 120x1x1: a one-pixel map, upsampled, is flat)."""
     if name is None:
-        convs = conv_layers(model)
+        convs = [resolve_conv(model, c)[:2] for c in conv_layers(model)]
         if not convs:
             raise ConfigError("Grad-CAM needs a convolution but this model has none; pass "
                               "target_layer= naming a layer with (C, H, W) output.")
-        canonical, module, _ = resolve_conv(model, convs[-1])
-        return canonical, module
+        sizes = _spatial_sizes(model, [m for _, m in convs], x)
+        spatial = [c for c, size in zip(convs, sizes) if size > 1]
+        return (spatial or convs)[-1]
     modules = dict(model.named_modules())
     if name not in modules or name == "":
         raise ConfigError(f"Layer {name!r} is not in this model; pick one of "
                           f"{', '.join(n for n in modules if n)} (convolutions: "
                           f"{', '.join(conv_layers(model))}).")
     return name, modules[name]
+
+
+def gradcam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The layer grad_cam explains by default for image x (1, C, H, W): the last convolution whose
+    output is larger than 1x1."""
+    return _target_module(model, None, _as_batch(x, model))[0]
 
 
 def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
@@ -63,14 +92,14 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target_layer: str | None = None,
         x: one image (C, H, W) or (1, C, H, W) on the model's device: float and normalised as in
             training, or uint8 as the dataset holds it (then scaled and normalised here).
         target_layer: a module path from named_modules() whose output is (1, C, h, w); default the
-            last convolution (for a cnnlab Conv2D, its activation map).
+            last convolution whose output is larger than 1x1 (for a cnnlab Conv2D, its activation map).
         class_index: the class to explain; default the predicted one.
 
     Returns:
         GradCam(cam (H, W) in [0, 1], class_index, probs (K,)).
     """
     x = _as_batch(x, model)
-    _, module = _target_module(model, target_layer)
+    _, module = _target_module(model, target_layer, x)
     grabbed: list[torch.Tensor] = []
 
     def swap(_m, _inputs, out):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import torch
 
+from cnnlab.atomic import make_folder
 from cnnlab.errors import ConfigError
 from cnnlab.explain.figures import save_figure
-from cnnlab.explain.gradcam import grad_cam, gradcam_figure
+from cnnlab.explain.gradcam import grad_cam, gradcam_figure, gradcam_layer
 from cnnlab.explain.maps import (conv_layers, conv_weight, feature_maps, filters_figure,
                                  maps_figure, resolve_conv)
 
@@ -75,9 +76,10 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
     names = [resolve_conv(model, n)[0] for n in layers] if layers else conv_layers(model)
     x = normalise(image_tensor, mean, std).to(_device(model))
     # Grad-CAM first: a layer it cannot use is refused before any file is written
-    target = target_layer or (names[-1] if layers else None)
+    target = target_layer or (names[-1] if layers else gradcam_layer(model, x))
     gc = grad_cam(model, x, target, class_index)
     first = conv_layers(model)[:1]
+    make_folder(out_dir)  # a file in the way is one sentence (OutputError), before anything is removed
     for old in [*out_dir.glob("features_*.png"), *out_dir.glob("activations_*.png"),
                 *out_dir.glob("filters_*.png"), out_dir / "gradcam.png"]:
         old.unlink(missing_ok=True)  # an earlier inspection's pictures would mix with these
@@ -92,10 +94,9 @@ def inspect_image(model, image_tensor, classes, mean, std, out_dir, layers=None,
         rgb = name in first and w.shape[1] == 3
         fig = filters_figure(w, rgb=rgb, title=f"layer {name}: filters")
         paths["filters"].append(str(save_figure(fig, out_dir / f"filters_{safe_name(name)}.png")))
-    target_name = target or conv_layers(model)[-1]
     p = float(gc.probs[gc.class_index])
     fig = gradcam_figure(image_tensor, gc.cam,
-                         f"Grad-CAM for '{classes[gc.class_index]}' (p={p:.2f}) at layer {target_name}")
+                         f"Grad-CAM for '{classes[gc.class_index]}' (p={p:.2f}) at layer {target}")
     paths["gradcam"] = str(save_figure(fig, out_dir / "gradcam.png"))
     return {"paths": paths, "topk": topk(gc.probs, classes, top_k),
-            "class_index": gc.class_index, "target_layer": target_name, "layers": names}
+            "class_index": gc.class_index, "target_layer": target, "layers": names}

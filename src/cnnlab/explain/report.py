@@ -20,7 +20,7 @@ from cnnlab.errors import CnnlabError, DataFormatError
 from cnnlab.atomic import write_text
 from cnnlab.explain.confusion import confusion_figure, top_losses_figure
 from cnnlab.explain.curves import curves_figure, read_history
-from cnnlab.explain.gradcam import grad_cam, gradcam_figure
+from cnnlab.explain.gradcam import grad_cam, gradcam_figure, gradcam_layer
 from cnnlab.explain.html import Markup, css, esc, figure, fmt, section, table
 from cnnlab.explain.inspect import normalise, topk
 from cnnlab.explain.maps import conv_layers, conv_weight, feature_maps, filters_figure, maps_figure
@@ -232,9 +232,9 @@ def _model_sections(run, examples, maps_layers) -> str:
     out += section("maps", "Feature maps", body,
                    f"What the convolutions see for the first example (true class: {label0}); each "
                    "channel is scaled to its own range.")
-    cards = ""
+    cards, target = "", gradcam_layer(model, xs[0])
     for (img, label), x in zip(examples, xs):
-        gc = grad_cam(model, x)
+        gc = grad_cam(model, x, target)
         pred, p = gc.class_index, float(gc.probs[gc.class_index])
         ok = "good" if pred == int(label) else "bad"
         fig = gradcam_figure(img, gc.cam, f"true {classes[int(label)]}, predicted "
@@ -246,7 +246,7 @@ def _model_sections(run, examples, maps_layers) -> str:
                   + "</div>")
     out += section("gradcam", "Grad-CAM and predictions", cards,
                    f"Where the evidence for the predicted class sits (Selvaraju et al. 2017), at "
-                   f"the last convolution ({convs[-1]}).")
+                   f"the last convolution with more than one pixel of output ({target}).")
     return out
 
 
