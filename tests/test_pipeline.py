@@ -409,3 +409,20 @@ def test_an_ensembles_members_share_a_folders_test_split(tmp_path):
 
     with pytest.raises(ConfigError, match=r"different seeds \(0, 1\)"):
         combine_runs([one.run_dir, two.run_dir])
+
+
+def test_a_model_save_folder_pads_an_image_file_as_evaluate_data_pads_the_dataset(tmp_path):
+    # a model.save folder keeps no dataset image size: the file's own is taken, so a 28x28 file
+    # reaches a 32x32 model zero-padded, as `evaluate --data` converts the dataset, not stretched
+    from PIL import Image
+
+    from cnnlab.layers import Dense, Flatten
+    from cnnlab.predict import model_input
+
+    folder = cnnlab.Sequential([Flatten(), Dense(10)], input_shape=(1, 32, 32)).save(tmp_path / "saved")
+    run = cnnlab.load_run(folder)
+    assert run.data_size is None
+    data = cnnlab.load_dataset("fashion-mnist-mini")
+    image = tmp_path / "t0.png"
+    Image.fromarray(data.x_test[0, 0].numpy()).save(image)
+    assert torch.equal(model_input(run, image), data.with_shape(1, (32, 32)).x_test[0])

@@ -176,3 +176,14 @@ def test_settings_show_as_config_json_holds_them(tmp_path):
     (run_dir / "config.json").write_text(json.dumps({**config, "lr": 3e-05, "ema": 0.99995}))
     text = _parse(write_report(run_dir).read_text(encoding="utf-8")).text
     assert re.search(r"\blr\s+3e-05", text) and re.search(r"\bema\s+0\.99995", text)
+
+
+def test_a_model_save_folders_report_says_where_its_test_figures_go(tmp_path):
+    import cnnlab
+    from cnnlab.layers import Dense, Flatten
+
+    model = cnnlab.Sequential([Flatten(), Dense(3)], input_shape=(1, 4, 4))
+    folder = model.save(tmp_path / "saved")  # model.json and weights only: no config.json, no metrics
+    text = _parse(write_report(folder).read_text(encoding="utf-8")).text
+    assert "`cnnlab evaluate RUN --data D` writes them to RUN/evaluate/D/" in text
+    assert "run `cnnlab evaluate RUN`." not in text

@@ -13,7 +13,7 @@ import torch
 from cnnlab import runs
 from cnnlab.data import load_dataset
 from cnnlab.data.dataset import convert_images
-from cnnlab.data.folder import load_image
+from cnnlab.data.folder import image_size, load_image
 from cnnlab.data.sources import absolute_spec
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.layers.shapes import ShapeWarning
@@ -136,9 +136,10 @@ def model_input(run: runs.Run, path: str | Path) -> torch.Tensor:
     its dataset: to the dataset's own image size first (run.data_size), then by convert_images'
     rules to the model's (28x28 Fashion-MNIST zero-padded to LeNet-5's 32x32, not stretched)."""
     channels, height, width = run.input_shape
-    if run.data_size is None:  # a model.save folder, or a run from before data_size was kept
-        return load_image(path, channels, (height, width))
-    image = load_image(path, channels, run.data_size)
+    # the dataset's image size; a model.save folder (or a run from before data_size was kept) has
+    # none, so the file's own: a 28x28 file is then zero-padded to 32x32 as evaluate --data pads it
+    size = run.data_size or image_size(path)
+    image = load_image(path, channels, size)
     return convert_images(image[None], channels, (height, width))[0]
 
 

@@ -155,6 +155,15 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file, from its header."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path} does not exist or is not a file: check the image path")
+    with _open(path) as image:
+        return image.size[1], image.size[0]  # PIL gives (W, H)
+
+
 def load_image(path: str | os.PathLike, channels: int, size: int | tuple[int, int]) -> torch.Tensor:
     """One image file as a model's input, converted as folder datasets are.
 

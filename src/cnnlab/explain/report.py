@@ -157,9 +157,11 @@ def _curves_section(history) -> str:
     return section("curves", "Learning curves", body)
 
 
-def _metrics_sections(metrics, classes, test_data, mean, std) -> str:
+def _metrics_sections(metrics, classes, test_data, mean, std, trained: bool = True) -> str:
     if "per_class" not in metrics:
-        note = "metrics.json has no test figures yet; run `cnnlab evaluate RUN`."
+        note = ("metrics.json has no test figures yet; run `cnnlab evaluate RUN`." if trained else
+                "This folder (a model.save folder) names no dataset of its own, so it has no test figures: "
+                "`cnnlab evaluate RUN --data D` writes them to RUN/evaluate/D/, not on this page.")
         return "".join(section(a, t, "", note) for a, t in SECTIONS[3:7])
     kv = [("test accuracy", _pct(metrics["test_accuracy"])),
           ("test loss (cross-entropy)", fmt(metrics["test_loss"])),
@@ -295,7 +297,7 @@ def write_report(run_dir, *, examples=None, test_data=None, run=None, n_examples
     made = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = (_header(run_dir.name, config, metrics, history) + _config_section(config)
             + _summary_section(run) + _curves_section(history)
-            + _metrics_sections(metrics, classes, test_data, mean, std)
+            + _metrics_sections(metrics, classes, test_data, mean, std, trained=bool(config))
             + _model_sections(run, examples, maps_layers)
             + f"<footer>Written by cnnlab {esc(__version__)} (torch {esc(torch.__version__)}, "
               f"Python {esc(platform.python_version())}) on {esc(made)}.</footer>")
