@@ -75,7 +75,7 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
                                                say_finished=False))
             else:  # not begun, or stopped before its first checkpoint: from the start
                 # one train/test split for all: a folder without test/ is split by split_seed
-                member = cfg.replace(seed=cfg.seed + i, ensemble=1, split_seed=pipeline.split_seed(cfg.to_dict()))
+                member = cfg.replace(seed=cfg.seed + i, ensemble=1, split_seed=runs.split_seed(cfg.to_dict()))
                 members.append(pipeline.train(member,
                                               callbacks=callbacks, on_download=on_download,
                                               run_dir=member_dir))
@@ -91,15 +91,13 @@ def _train_members(cfg: TrainConfig, root: Path, callbacks: Sequence[Any], on_do
 def _check_one_split(loaded: Sequence[runs.Run]) -> None:
     """ConfigError when runs split one folder without test/ into train and test by different seeds:
     the first run's test images, which score them all, would be others' training images."""
-    from cnnlab.pipeline import split_seed
-
     folders = {run.config.get("data") for run in loaded}
     spec = next(iter(folders))
     if len(folders) != 1 or not str(spec).startswith("folder:"):
         return
     if (Path(spec.removeprefix("folder:")) / "test").is_dir():
         return  # its own test/ folder: the same test set whatever the seed
-    seeds = sorted({split_seed(run.config) for run in loaded})
+    seeds = sorted({runs.split_seed(run.config) for run in loaded})
     if len(seeds) > 1:
         raise ConfigError(f"these runs split {spec.removeprefix('folder:')} into train and test with different "
                           f"seeds ({', '.join(map(str, seeds))}), so one's test images are another's training "

@@ -116,16 +116,9 @@ def check_splits(data: ImageDataset, val_split: float) -> None:
                                   f"of {data.name}; lower it or add images")
 
 
-def split_seed(config: dict) -> int:
-    """The seed of a folder dataset's train/test split in a run's settings: split_seed, else its seed
-    (what runs from before split_seed used)."""
-    given = config.get("split_seed")
-    return config.get("seed", 0) if given is None else given
-
-
 def prepare(cfg: TrainConfig, on_download: Callable[[int, int], None] | None = None) -> Prepared:
     """Load the data and build the model for a config, checking both before anything is written."""
-    data = load_dataset(cfg.data, cfg.data_dir, on_progress=on_download, seed=split_seed(cfg.to_dict()))
+    data = load_dataset(cfg.data, cfg.data_dir, on_progress=on_download, seed=runs.split_seed(cfg.to_dict()))
     check_splits(data, cfg.val_split)
     torch.manual_seed(cfg.seed)  # the initial weights depend on the seed alone
     model, spec = build_model(cfg.model, data.num_classes, data.input_shape)

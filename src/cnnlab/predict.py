@@ -30,10 +30,8 @@ def run_dataset(run: runs.Run, data: str | None, data_dir: str | None,
     if not spec:
         raise ConfigError(f"{run.path} names no dataset (it has no config.json: a model.save "
                           "folder, not a training run); pass --data, e.g. --data fashion-mnist")
-    from cnnlab.pipeline import split_seed
-
     dataset = load_dataset(spec, data_dir or (None if data else run.config.get("data_dir")),
-                           seed=split_seed(run.config))
+                           seed=runs.split_seed(run.config))
     if dataset.num_classes != len(run.classes):
         raise ConfigError(f"{spec} has {dataset.num_classes} classes but the run's model predicts "
                           f"{len(run.classes)}: evaluate on a dataset with the same classes")

@@ -106,6 +106,13 @@ def read_config(run_dir: str | Path) -> dict:
     return read_json(Path(run_dir) / "config.json")
 
 
+def split_seed(config: dict) -> int:
+    """The seed of a folder dataset's train/test split in a run's settings: split_seed, else its seed
+    (what runs from before split_seed used)."""
+    given = config.get("split_seed")
+    return config.get("seed", 0) if given is None else given
+
+
 def read_history(path: str | Path) -> list[dict]:
     """history.csv rows as dicts: epoch int, figures float, empty cells None; [] if the file is absent.
 

@@ -24,7 +24,7 @@ from torch import nn
 from cnnlab.errors import ConfigError
 from cnnlab.outputs import final_softmax
 from cnnlab.explain.figures import house_style, new_figure, show_image, to_display
-from cnnlab.explain.maps import _as_batch, conv_layers, resolve_conv
+from cnnlab.explain.maps import _as_batch, conv_layers, resolve_conv, run_watched
 
 
 class GradCam(NamedTuple):
@@ -41,16 +41,7 @@ def _spatial_sizes(model: nn.Module, modules: list[nn.Module], x: torch.Tensor) 
         if torch.is_tensor(out) and out.dim() == 4:
             sizes.setdefault(id(module), out.shape[-2] * out.shape[-1])
 
-    handles = [m.register_forward_hook(keep) for m in modules]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(x)
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    run_watched(model, x, keep, modules)
     return [sizes.get(id(m), 0) for m in modules]
 
 

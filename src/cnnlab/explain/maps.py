@@ -96,6 +96,21 @@ def _as_batch(x: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
     return x
 
 
+def run_watched(model: nn.Module, x: torch.Tensor, hook, modules) -> None:
+    """One eval-mode, gradient-free forward pass of x with `hook` as a forward hook on each of
+    `modules`; the model's mode is restored and the hooks removed afterwards."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
 def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, LayerMaps]:
     """Feature and activation maps of every convolution (or the named ones) for one image.
 
@@ -127,16 +142,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layers=None) -> dict[str, La
     hooked = {id(m): m for _, w, c in targets for m in (w, c)}
     if not all(_activates(w) for _, w, _ in targets):  # watch every leaf to find what follows
         hooked.update({id(m): m for m in model.modules() if not list(m.children())})
-    handles = [m.register_forward_hook(keep) for m in hooked.values()]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            model(x)
-    finally:
-        model.train(was_training)
-        for h in handles:
-            h.remove()
+    run_watched(model, x, keep, hooked.values())
     out = {}
     for name, wrapper, conv in targets:
         if id(conv) not in captured:
