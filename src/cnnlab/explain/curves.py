@@ -56,8 +56,8 @@ def _as_rows(history) -> Sequence[dict]:
     if hasattr(history, "rows"):
         return history.rows
     if isinstance(history, dict):  # history.history: per-metric lists, epochs counted from 1
-        column = {"loss": "train_loss", "accuracy": "train_acc", "acc": "train_acc",
-                  "val_loss": "val_loss", "val_accuracy": "val_acc", "val_acc": "val_acc"}
+        from cnnlab.train.callbacks import KERAS_COLUMNS as column  # Keras' metric names -> history columns
+
         n = max((len(v) for v in history.values()), default=0)
         return [{"epoch": i + 1, **{column[k]: v[i] for k, v in history.items() if k in column and i < len(v)}}
                 for i in range(n)]

@@ -21,7 +21,7 @@ from cnnlab.train.config import closest
 from cnnlab.train.checkpoint import atomic_write, save_checkpoint
 
 # Keras metric names (accuracy as compile(metrics=["acc"]) names it too) -> history-row columns
-_COLUMN = {"loss": "train_loss", "accuracy": "train_acc", "acc": "train_acc", "val_loss": "val_loss",
+KERAS_COLUMNS = {"loss": "train_loss", "accuracy": "train_acc", "acc": "train_acc", "val_loss": "val_loss",
            "val_accuracy": "val_acc", "val_acc": "val_acc", "train_loss": "train_loss", "train_acc": "train_acc"}
 
 
@@ -53,13 +53,13 @@ class _Monitor(Callback):
             raise ConfigError(f"{type(self).__name__} does not take Keras' {next(iter(keras_only))}=: leave it out")
         if mode not in ("auto", "min", "max"):
             raise ConfigError(f"{type(self).__name__} mode must be 'auto', 'min' or 'max', got {mode!r}")
-        if monitor not in _COLUMN:
-            near = closest(monitor, _COLUMN)
+        if monitor not in KERAS_COLUMNS:
+            near = closest(monitor, KERAS_COLUMNS)
             hint = f"did you mean {near}? " if near else ""
             raise ConfigError(f"{type(self).__name__} cannot monitor {monitor!r}: {hint}the history has "
-                              f"{', '.join(_COLUMN)}")
+                              f"{', '.join(KERAS_COLUMNS)}")
         self.monitor, self.min_delta = monitor, abs(min_delta)
-        self.column = _COLUMN[monitor]
+        self.column = KERAS_COLUMNS[monitor]
         self.mode = ("min" if "loss" in monitor else "max") if mode == "auto" else mode
         self._resumed = False
         self.reset()
